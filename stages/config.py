@@ -1,0 +1,299 @@
+"""Typed configuration: ``datasets.yaml`` and every stage's knobs, validated strictly before any work.
+
+Layout of ``datasets.yaml``::
+
+    defaults:            # optional: stage settings shared by every dataset
+      audio: {sample_rate: 22050}
+    datasets:
+      - name: lj                       # required, [a-z0-9_]+
+        importer: ljspeech             # required, see stages.importers.IMPORTERS
+        root: /data/LJSpeech-1.1       # required, a directory (relative paths: to the yaml file)
+        language: en                   # optional, the importer's default otherwise
+        mic: mic2                      # importer options sit beside the common keys (here: vctk)
+        stages:                        # optional per-dataset overrides of ``defaults``
+          filter: {max_duration_s: 12}
+
+Unknown keys anywhere are errors that name the dataset and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from stages.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FilterConfig(Strict):
+    """Cheap metadata filters (before decoding) and signal filters (after decoding)."""
+
+    min_duration_s: float = Field(0.3, ge=0)
+    max_duration_s: float = Field(30.0, gt=0)
+    #: Utterances longer than this (after trimming) do not fit GPU memory in training.
+    max_gpu_duration_s: float = Field(20.0, gt=0)
+    #: Characters-per-second outliers per language: |cps - median| > cps_mad_factor * MAD.
+    cps_rule: Literal["mad", "iqr", "none"] = "mad"
+    cps_mad_factor: float = Field(5.0, gt=0)
+    cps_iqr_factor: float = Field(3.0, gt=0)
+    #: Minimum number of utterances of a language before the cps rule applies.
+    cps_min_count: int = Field(20, ge=3)
+    #: Common Voice: drop when down_votes > max_down_votes or down_votes >= up_votes (if set).
+    max_down_votes: int | None = 0
+    #: A text file of utterance ids (one per line, ``#`` comments) to drop.
+    blocklist: Path | None = None
+    min_snr_db: float | None = 5.0
+    max_clipping_fraction: float = Field(0.01, ge=0, le=1)
+
+
+class TrimConfig(Strict):
+    """Leading/trailing silence removal with pydub's semantics, or webrtcvad."""
+
+    method: Literal["energy", "webrtcvad", "none"] = "energy"
+    #: Silence threshold in dBFS; ``relative`` makes it relative to the clip's own dBFS.
+    silence_thresh_dbfs: float = -40.0
+    relative: bool = True
+    min_silence_len_ms: int = Field(300, ge=1)
+    keep_silence_ms: int = Field(100, ge=0)
+    seek_step_ms: int = Field(1, ge=1)
+    vad_mode: int = Field(2, ge=0, le=3)
+
+
+class SplitConfig(Strict):
+    """Record internal pauses of at least ``min_silence_len_ms`` as segment boundaries."""
+
+    enabled: bool = True
+    min_silence_len_ms: int = Field(500, ge=1)
+    silence_thresh_dbfs: float = -40.0
+    relative: bool = True
+
+
+class DenoiseConfig(Strict):
+    #: ``gate``: spectral gating on the shared STFT (noisereduce's stationary algorithm, fast);
+    #: ``noisereduce``: the noisereduce package itself; ``none``: off.
+    method: Literal["gate", "noisereduce", "none"] = "gate"
+    stationary: bool = True
+    prop_decrease: float = Field(1.0, ge=0, le=1)
+    n_std_thresh: float = Field(1.5, gt=0)
+
+
+class LoudnessConfig(Strict):
+    method: Literal["lufs", "peak", "none"] = "lufs"
+    target_lufs: float = -23.0
+    target_peak_dbfs: float = -1.0
+
+
+class AudioConfig(Strict):
+    sample_rate: int = Field(22050, ge=8000, le=192000)
+    remove_dc: bool = True
+    highpass_hz: float | None = Field(None, gt=0)
+    trim: TrimConfig = TrimConfig()
+    split: SplitConfig = SplitConfig()
+    denoise: DenoiseConfig = DenoiseConfig()
+    loudness: LoudnessConfig = LoudnessConfig()
+
+
+class FeatureConfig(Strict):
+    """One frame grid for mel, pitch and energy: frame ``t`` covers samples centred at ``t * hop_length``."""
+
+    n_fft: int = Field(1024, ge=64)
+    hop_length: int = Field(256, ge=16)
+    win_length: int = Field(1024, ge=16)
+    window: Literal["hann", "hamming"] = "hann"
+    n_mels: int = Field(80, ge=1)
+    fmin: float = Field(0.0, ge=0)
+    fmax: float | None = 8000.0
+    f0_method: Literal["dio", "harvest"] = "dio"
+    f0_floor: float = Field(71.0, gt=0)
+    f0_ceil: float = Field(800.0, gt=0)
+    #: Per-speaker F0 range overrides: {speaker: [floor_hz, ceil_hz]}.
+    speaker_f0_range: dict[str, tuple[float, float]] = {}
+
+
+class TextConfig(Strict):
+    enabled: bool = True
+    #: Use the corpus's own pinyin (AISHELL-3) rather than pypinyin's when present.
+    prefer_corpus_pinyin: bool = True
+
+
+class AlignConfig(Strict):
+    method: Literal["none", "textgrid", "mfa", "tacotron2"] = "none"
+    #: A folder of TextGrids named ``<local_id>.TextGrid`` (searched recursively) for ``textgrid``.
+    textgrid_dir: Path | None = None
+    mfa_acoustic_model: str | None = None
+    mfa_dictionary: str | None = None
+    reduction_factor: int = Field(1, ge=1, le=8)
+
+
+class SplitAssignConfig(Strict):
+    """How to assign train/dev/test where the corpus has no split of its own."""
+
+    held_out_speakers: list[str] = []
+    dev_fraction: float = Field(0.02, ge=0, lt=1)
+    test_fraction: float = Field(0.02, ge=0, lt=1)
+
+
+class ShardConfig(Strict):
+    #: Utterances per shard task and file; also bounded by ``target_mb``.
+    max_utterances: int = Field(500, ge=1)
+    target_mb: float = Field(256.0, gt=0)
+    row_group_size: int = Field(64, ge=1)
+    compression_level: int = Field(3, ge=1, le=22)
+
+
+class StageConfig(Strict):
+    filter: FilterConfig = FilterConfig()
+    audio: AudioConfig = AudioConfig()
+    features: FeatureConfig = FeatureConfig()
+    text: TextConfig = TextConfig()
+    align: AlignConfig = AlignConfig()
+    splits: SplitAssignConfig = SplitAssignConfig()
+    shards: ShardConfig = ShardConfig()
+
+    def fingerprint(self, *sections: str) -> str:
+        """SHA-256 of the named sections (all when none), for cache keys."""
+        data = self.model_dump(mode="json")
+        chosen = {k: data[k] for k in (sections or data.keys())}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class DatasetEntry(BaseModel):
+    """One entry of ``datasets:``. Keys that are not common keys are the importer's options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    importer: str
+    root: Path
+    language: str | None = None
+    stages: dict[str, Any] = {}
+
+    @property
+    def importer_options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Dataset(BaseModel):
+    """A fully validated dataset: its entry, the importer's options and the effective stage config."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    importer: str
+    root: Path
+    language: str | None
+    options: BaseModel
+    config: StageConfig
+
+
+class Project(BaseModel):
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    datasets: list[Dataset]
+    source: str = "<memory>"
+
+    def select(self, names: list[str] | None) -> list[Dataset]:
+        if not names:
+            return list(self.datasets)
+        known = {d.name: d for d in self.datasets}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"unknown dataset(s) {unknown}; {self.source} declares {sorted(known)}")
+        return [known[n] for n in names]
+
+
+class _File(Strict):
+    defaults: dict[str, Any] = {}
+    datasets: list[dict[str, Any]]
+
+    @field_validator("datasets")
+    @classmethod
+    def _not_empty(cls, value: list) -> list:
+        if not value:
+            raise ValueError("must list at least one dataset")
+        return value
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def build_project(data: Any, *, base_dir: Path, source: str = "<memory>") -> Project:
+    """Validate parsed YAML ``data`` into a ``Project``; raise ``ConfigError`` naming entry and key."""
+    from stages.importers import IMPORTERS  # the registry imports the importer modules
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with a 'datasets:' list")
+    try:
+        parsed = _File.model_validate(data)
+        StageConfig.model_validate(parsed.defaults)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+    datasets: list[Dataset] = []
+    for index, raw in enumerate(parsed.datasets):
+        label = f"{source}: dataset #{index + 1}" + (f" '{raw['name']}'" if isinstance(raw, dict) and "name" in raw else "")
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{label}: expected a mapping")
+        try:
+            entry = DatasetEntry.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(f"{label}: {_describe(exc)}") from None
+        if entry.importer not in IMPORTERS:
+            raise ConfigError(f"{label}: unknown importer '{entry.importer}'; known: {', '.join(sorted(IMPORTERS))}")
+        root = entry.root if entry.root.is_absolute() else (base_dir / entry.root)
+        if not root.is_dir():
+            raise ConfigError(f"{label}: root: '{root}' is not a directory")
+        importer = IMPORTERS[entry.importer]
+        try:
+            options = importer.Options.model_validate(entry.importer_options)
+        except ValidationError as exc:
+            raise ConfigError(f"{label}: {_describe(exc)} (options of importer '{entry.importer}')") from None
+        try:
+            config = StageConfig.model_validate(_deep_merge(parsed.defaults, entry.stages))
+        except ValidationError as exc:
+            raise ConfigError(f"{label}: stages.{_describe(exc)}") from None
+        datasets.append(Dataset(name=entry.name, importer=entry.importer, root=root.resolve(),
+                                language=entry.language, options=options, config=config))
+    names = [d.name for d in datasets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"{source}: dataset names must be unique; repeated: {duplicates}")
+    return Project(datasets=datasets, source=source)
+
+
+def load_project(path: Path) -> Project:
+    """Read ``datasets.yaml`` with ``yaml.safe_load`` (no tags that build objects) and validate it."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {exc}") from None
+    return build_project(data, base_dir=path.parent.resolve(), source=str(path))

@@ -1,0 +1,50 @@
+"""LJSpeech-1.1 (Keith Ito, public domain): one female US English speaker, 13,100 clips, 22.05 kHz.
+
+Layout::
+
+    LJSpeech-1.1/metadata.csv      # ID|Transcription|Normalized Transcription  (no header, no quoting)
+    LJSpeech-1.1/wavs/<ID>.wav     # mono PCM-16, 22050 Hz
+
+Sample line: ``LJ001-0001|Printing, in the only sense ...|Printing, in the only sense ...``.
+Quotes inside fields are literal (LJ001-0007), so the file is split on ``|`` and never parsed as CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from stages.errors import ConfigError
+from stages.importers.base import ImporterOptions, PathEscapesRoot, Problem, escape_problem, read_lines, resolve_inside
+from stages.records import MALFORMED_METADATA, SourceUtterance
+
+DEFAULT_LANGUAGE = "en"
+SPEAKER = "LJ"
+
+
+class Options(ImporterOptions):
+    pass
+
+
+def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtterance | Problem]:
+    metadata = root / "metadata.csv"
+    if not metadata.is_file():
+        raise ConfigError(f"ljspeech: {metadata} not found (root must be the LJSpeech-1.1 folder)")
+    for number, line in read_lines(metadata):
+        if isinstance(line, Problem):
+            yield line
+            continue
+        fields = line.split("|")
+        if len(fields) < 2 or not fields[0]:
+            yield Problem(f"metadata.csv:{number}", MALFORMED_METADATA, f"line {number}: expected ID|text|normalized")
+            continue
+        local_id, text = fields[0], fields[1]
+        normalized = fields[2] if len(fields) > 2 and fields[2] else None
+        relative = f"wavs/{local_id}.wav"
+        try:
+            audio = resolve_inside(root, relative)
+        except PathEscapesRoot as exc:
+            yield escape_problem(local_id, relative, exc)
+            continue
+        yield SourceUtterance(local_id=local_id, audio_path=str(audio), text=text, text_normalized=normalized,
+                              speaker=SPEAKER, language=language, gender="female", accent="us")
