@@ -46,8 +46,9 @@ class FilterConfig(Strict):
     cps_iqr_factor: float = Field(3.0, gt=0)
     #: Minimum number of utterances of a language before the cps rule applies.
     cps_min_count: int = Field(20, ge=3)
-    #: Common Voice: drop when down_votes > max_down_votes or down_votes >= up_votes (if set).
-    max_down_votes: int | None = 0
+    #: Common Voice votes: drop when up_votes - down_votes < min_vote_margin, or down_votes > max_down_votes.
+    min_vote_margin: int | None = 1
+    max_down_votes: int | None = None
     #: A text file of utterance ids (one per line, ``#`` comments) to drop.
     blocklist: Path | None = None
     min_snr_db: float | None = 5.0
@@ -241,6 +242,25 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _resolve_paths(config: StageConfig, base_dir: Path, label: str) -> StageConfig:
+    """Make the file paths in ``config`` absolute (relative to the yaml's folder) and check they exist."""
+    blocklist, textgrid_dir = config.filter.blocklist, config.align.textgrid_dir
+    if blocklist is not None:
+        blocklist = blocklist if blocklist.is_absolute() else (base_dir / blocklist).resolve()
+        if not blocklist.is_file():
+            raise ConfigError(f"{label}: stages.filter.blocklist: '{blocklist}' is not a file")
+    if textgrid_dir is not None:
+        textgrid_dir = textgrid_dir if textgrid_dir.is_absolute() else (base_dir / textgrid_dir).resolve()
+        if not textgrid_dir.is_dir():
+            raise ConfigError(f"{label}: stages.align.textgrid_dir: '{textgrid_dir}' is not a directory")
+    if config.align.method == "textgrid" and textgrid_dir is None:
+        raise ConfigError(f"{label}: stages.align.method 'textgrid' needs stages.align.textgrid_dir")
+    return config.model_copy(update={
+        "filter": config.filter.model_copy(update={"blocklist": blocklist}),
+        "align": config.align.model_copy(update={"textgrid_dir": textgrid_dir}),
+    })
+
+
 def build_project(data: Any, *, base_dir: Path, source: str = "<memory>") -> Project:
     """Validate parsed YAML ``data`` into a ``Project``; raise ``ConfigError`` naming entry and key."""
     from stages.importers import IMPORTERS  # the registry imports the importer modules
@@ -276,6 +296,7 @@ def build_project(data: Any, *, base_dir: Path, source: str = "<memory>") -> Pro
             config = StageConfig.model_validate(_deep_merge(parsed.defaults, entry.stages))
         except ValidationError as exc:
             raise ConfigError(f"{label}: stages.{_describe(exc)}") from None
+        config = _resolve_paths(config, base_dir, label)
         datasets.append(Dataset(name=entry.name, importer=entry.importer, root=root.resolve(),
                                 language=entry.language, options=options, config=config))
     names = [d.name for d in datasets]

@@ -1,0 +1,91 @@
+"""The ``ttsprep`` command line.
+
+    ttsprep run --config datasets.yaml --out out/ [--dataset NAME ...] [--stages ingest shards finalize]
+    ttsprep demo [--out demo/]            # synthesise a small corpus with espeak-ng and run the pipeline on it
+    ttsprep validate --config datasets.yaml
+
+Exit status: 0 when the run finished (rejected utterances are in the ledger, not errors); 2 when it cannot
+proceed (invalid configuration, output directory locked); 1 on an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from stages.errors import ConfigError
+
+
+def _quiet_embedded_prefect() -> None:
+    """Defaults for Prefect's embedded server: no telemetry (no network here), a patient start."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] | None,
+         workers: int | None) -> dict:
+    from stages.config import load_project
+
+    load_project(config)  # validate before starting Prefect: a bad config costs no server start
+    _quiet_embedded_prefect()
+    from pipelines import progress
+    from pipelines.flows import ttsprep_run
+    from pipelines.lock import output_lock
+
+    progress.enable(sys.stderr.isatty() or os.environ.get("TTSPREP_PROGRESS") == "1")
+    with output_lock(out):
+        return ttsprep_run(str(config.resolve()), str(out.resolve()), datasets, stages, workers)
+
+
+def _print_counts(results: dict, out: Path) -> None:
+    for name, counts in results.items():
+        print(f"{name}: {json.dumps(counts)}")
+    print(f"output: {out.resolve()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ttsprep", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="process the corpora declared in a datasets.yaml")
+    run.add_argument("--config", type=Path, default=Path("datasets.yaml"))
+    run.add_argument("--out", type=Path, required=True)
+    run.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
+    run.add_argument("--stages", nargs="+", choices=["ingest", "shards", "finalize"])
+    run.add_argument("--workers", type=int, help="worker processes (default: every core)")
+
+    demo = commands.add_parser("demo", help="synthesise a small corpus with espeak-ng and process it")
+    demo.add_argument("--out", type=Path, default=Path("demo"))
+    demo.add_argument("--workers", type=int)
+
+    validate = commands.add_parser("validate", help="check a datasets.yaml without processing anything")
+    validate.add_argument("--config", type=Path, default=Path("datasets.yaml"))
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "validate":
+            from stages.config import load_project
+
+            project = load_project(args.config)
+            print(f"{args.config}: {len(project.datasets)} datasets OK: {', '.join(d.name for d in project.datasets)}")
+        elif args.command == "run":
+            _print_counts(_run(args.config, args.out, args.dataset, args.stages, args.workers), args.out)
+        elif args.command == "demo":
+            from stages.demo_corpus import write_demo_config, write_demo_corpus
+
+            corpus = write_demo_corpus(args.out / "corpus")
+            config = write_demo_config(corpus)
+            print(f"demo corpus: {corpus}")
+            _print_counts(_run(config, args.out / "output", None, None, args.workers), args.out / "output")
+    except ConfigError as error:
+        print(f"ttsprep: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Ingest: run a dataset's importer, probe every audio header in-process, and account for every utterance.
+
+Result: the kept ``Utterance`` records (the manifest) and ``Reject`` rows for everything else: missing or
+unreadable audio, duplicate ids, paths outside the corpus root, and every ``Problem`` the importer found.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from stages.audio_io import file_checksum, probe_audio
+from stages.config import Dataset
+from stages.errors import InvalidAudio
+from stages.importers import IMPORTERS
+from stages.importers.base import Problem
+from stages.records import DUPLICATE_ID, MISSING_AUDIO, UNREADABLE_AUDIO, Reject, SourceUtterance, Utterance
+
+STAGE = "ingest"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    utterances: list[Utterance]
+    rejects: list[Reject]
+
+    @property
+    def num_inputs(self) -> int:
+        return len(self.utterances) + len(self.rejects)
+
+
+def utt_id_for(dataset: str, local_id: str) -> str:
+    """Stable id, unique across datasets: ``<dataset>:<local id>``."""
+    return f"{dataset}:{local_id}"
+
+
+def _probe(source: SourceUtterance, dataset: str) -> Utterance | Reject:
+    utt_id = utt_id_for(dataset, source.local_id)
+    if not os.path.isfile(source.audio_path):
+        return Reject(utt_id, dataset, STAGE, MISSING_AUDIO, f"audio file not found: {source.audio_path}",
+                      source.audio_path)
+    try:
+        info = probe_audio(Path(source.audio_path))
+        checksum = file_checksum(Path(source.audio_path))
+    except (InvalidAudio, OSError) as exc:
+        reason = exc.reason if isinstance(exc, InvalidAudio) and exc.reason != "invalid_audio" else UNREADABLE_AUDIO
+        return Reject(utt_id, dataset, STAGE, reason, str(exc), source.audio_path)
+    return Utterance(
+        utt_id=utt_id, dataset=dataset, speaker=source.speaker, language=source.language, text=source.text,
+        audio_path=source.audio_path, sample_rate=info.sample_rate, channels=info.channels,
+        num_samples=info.num_samples, duration_s=info.duration_s, checksum=checksum,
+        audio_format=info.audio_format, text_normalized=source.text_normalized, pinyin=source.pinyin,
+        accent=source.accent, gender=source.gender, split=source.split, extra=dict(source.extra),
+    )
+
+
+def ingest_dataset(dataset: Dataset, *, workers: int = 8,
+                   on_progress: Callable[[int], None] | None = None) -> IngestResult:
+    """Scan ``dataset`` with its importer and probe its audio (I/O-bound: a thread pool of ``workers``)."""
+    importer = IMPORTERS[dataset.importer]
+    language = dataset.language or importer.DEFAULT_LANGUAGE
+    sources: list[SourceUtterance] = []
+    rejects: list[Reject] = []
+    seen: set[str] = set()
+    for item in importer.scan(dataset.root, dataset.options, language):
+        if isinstance(item, Problem):
+            rejects.append(Reject(utt_id_for(dataset.name, item.local_id), dataset.name, STAGE, item.reason,
+                                  item.detail, item.audio_path))
+        elif item.local_id in seen:
+            rejects.append(Reject(utt_id_for(dataset.name, item.local_id), dataset.name, STAGE, DUPLICATE_ID,
+                                  f"id '{item.local_id}' listed more than once; the first is kept", item.audio_path))
+        else:
+            seen.add(item.local_id)
+            sources.append(item)
+    utterances: list[Utterance] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(lambda s: _probe(s, dataset.name), sources):
+            (utterances if isinstance(result, Utterance) else rejects).append(result)
+            if on_progress:
+                on_progress(1)
+    return IngestResult(utterances, rejects)
+
+
+def split_batches(items: Iterable, size: int) -> list[list]:
+    """Consecutive batches of at most ``size`` items."""
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,42 @@
+"""What a shard's content depends on besides its inputs and config: our code and the tools it calls."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+TOOLS = ("numpy", "scipy", "soundfile", "soxr", "librosa", "noisereduce", "pyworld", "pyloudnorm",
+         "webrtcvad-wheels", "pypinyin", "pyopenjtalk-plus", "phonemizer", "num2words", "praatio", "pyarrow")
+_CODE_PACKAGES = ("stages", "aligners")
+
+
+@functools.cache
+def tool_versions() -> dict[str, str]:
+    """Installed versions of the libraries and programs that shape the output."""
+    versions = {}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    try:
+        first_line = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=10).stdout
+        versions["espeak-ng"] = first_line.split("\n")[0].strip()
+    except (OSError, subprocess.SubprocessError):
+        versions["espeak-ng"] = "absent"
+    return versions
+
+
+@functools.cache
+def code_version() -> str:
+    """SHA-256 (16 hex) of the source of the pure packages: any edit to stages/ or aligners/ changes it."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for package in _CODE_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
