@@ -3,6 +3,7 @@
     ttsprep run --config datasets.yaml --out out/ [--dataset NAME ...] [--stages ingest shards finalize]
     ttsprep demo [--out demo/]            # synthesise a small corpus with espeak-ng and run the pipeline on it
     ttsprep validate --config datasets.yaml
+    ttsprep serve --config datasets.yaml --out out/ --cron '0 3 * * *' [--watch-interval 600]
 
 Exit status: 0 when the run finished (rejected utterances are in the ledger, not errors); 2 when it cannot
 proceed (invalid configuration, output directory locked); 1 on an unexpected failure.
@@ -62,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, default=Path("demo"))
     demo.add_argument("--workers", type=int)
 
+    serve = commands.add_parser("serve", help="run the pipeline on a schedule (and on new data) until stopped")
+    serve.add_argument("--config", type=Path, default=Path("datasets.yaml"))
+    serve.add_argument("--out", type=Path, required=True)
+    when = serve.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *'")
+    when.add_argument("--interval", type=int, help="seconds between runs")
+    serve.add_argument("--watch-interval", type=int, help="also poll for new/changed files every N seconds")
+    serve.add_argument("--workers", type=int)
+
     validate = commands.add_parser("validate", help="check a datasets.yaml without processing anything")
     validate.add_argument("--config", type=Path, default=Path("datasets.yaml"))
 
@@ -74,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: {len(project.datasets)} datasets OK: {', '.join(d.name for d in project.datasets)}")
         elif args.command == "run":
             _print_counts(_run(args.config, args.out, args.dataset, args.stages, args.workers), args.out)
+        elif args.command == "serve":
+            from stages.config import load_project
+
+            load_project(args.config)
+            _quiet_embedded_prefect()
+            from pipelines.serve import serve_pipeline
+
+            serve_pipeline(str(args.config.resolve()), str(args.out.resolve()), cron=args.cron,
+                           interval_s=args.interval, watch_interval_s=args.watch_interval, workers=args.workers)
         elif args.command == "demo":
             from stages.demo_corpus import write_demo_config, write_demo_corpus
 

@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from pipelines import prepare, progress
+from pipelines import notify, prepare, progress, watch
 from pipelines.tasks import finalize_task, ingest_task, process_shard_task, report_task, single_threaded_numerics
 from stages.config import load_project
 from stages.maps import write_symbol_maps
@@ -68,7 +68,7 @@ def finalize_flow(config_path: str, dataset: str, out_dir: str, num_inputs: int)
     return index
 
 
-@flow(name="ttsprep-run")
+@flow(name="ttsprep-run", on_completion=[notify.flow_state_hook], on_failure=[notify.flow_state_hook])
 def ttsprep_run(config_path: str, out_dir: str, datasets: list[str] | None = None,
                 stages: list[str] | None = None, workers: int | None = None) -> dict[str, dict]:
     """Run the chosen ``stages`` (default all) for the chosen ``datasets`` (default all in the config)."""
@@ -94,7 +94,24 @@ def ttsprep_run(config_path: str, out_dir: str, datasets: list[str] | None = Non
         else:
             results[dataset.name] = row
         table.append(row)
+        if "finalize" in chosen and "shards" in chosen:
+            watch.record_snapshot(dataset.root, Path(out_dir), dataset.name)
     if "finalize" in chosen and "shards" in chosen:
         write_symbol_maps(Path(out_dir))
     create_table_artifact(key="ttsprep-counts", table=table, description="utterances per dataset and stage")
     return results
+
+
+@flow(name="process-new-data", on_failure=[notify.flow_state_hook])
+def process_new_data(config_path: str, out_dir: str, workers: int | None = None) -> dict[str, dict]:
+    """Run the pipeline only for datasets whose files changed since their last complete run.
+
+    Within such a dataset only new or changed utterances are processed: unchanged shards keep their keys.
+    """
+    project = load_project(Path(config_path))
+    changed = {d.name: watch.changed_files(d.root, Path(out_dir), d.name) for d in project.datasets}
+    pending = [name for name, files in changed.items() if files]
+    get_run_logger().info("changed files per dataset: %s", {n: len(f) for n, f in changed.items()})
+    if not pending:
+        return {}
+    return ttsprep_run(config_path, out_dir, pending, None, workers)

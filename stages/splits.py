@@ -16,7 +16,7 @@ from stages.config import SplitAssignConfig
 from stages.records import Utterance
 
 SPLITS = ("train", "dev", "test")
-_CORPUS_SPLIT = re.compile(r"^(train|dev|test|valid|validation|eval)")
+_CORPUS_SPLIT = re.compile(r"^(train|dev|test|validation|valid|eval)(?![a-z])")
 
 
 def corpus_split(name: str | None) -> str | None:

@@ -1,0 +1,37 @@
+"""Finding new or changed corpus files: a snapshot of (path, size, mtime) per dataset root."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from stages.atomic import write_json
+from stages.layout import DatasetLayout
+
+
+def snapshot(root: Path) -> dict[str, list[int]]:
+    """``{relative path: [size, mtime_ns]}`` for every file under ``root``."""
+    entries = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            stat = path.stat()
+            entries[str(path.relative_to(root))] = [stat.st_size, stat.st_mtime_ns]
+    return entries
+
+
+def snapshot_path(out_dir: Path, dataset: str) -> Path:
+    return DatasetLayout(out_dir, dataset).root / "work" / "snapshot.json"
+
+
+def changed_files(root: Path, out_dir: Path, dataset: str) -> list[str]:
+    """Files added, changed or removed under ``root`` since the last recorded snapshot."""
+    path = snapshot_path(out_dir, dataset)
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    current = snapshot(root)
+    return sorted(k for k in previous.keys() | current.keys() if previous.get(k) != current.get(k))
+
+
+def record_snapshot(root: Path, out_dir: Path, dataset: str) -> None:
+    write_json(snapshot_path(out_dir, dataset), snapshot(root))
