@@ -1,0 +1,45 @@
+"""The whole DAG under Prefect: ingest -> shards -> finalize, re-run skipping, artifacts, accounting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from stages.schema import check_row_invariants
+from tests.helpers import write_ljspeech
+
+
+@pytest.fixture
+def corpus_config(tmp_path: Path) -> Path:
+    texts = {f"T-{i:02d}": f"Sentence number {i} is here." for i in range(6)}
+    root = write_ljspeech(tmp_path / "LJ", texts, missing=("T-05",))
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
+                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}}\n")
+    return config
+
+
+def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness, corpus_config, tmp_path):
+    from pipelines.flows import ttsprep_run
+
+    out = tmp_path / "out"
+    counts = ttsprep_run(str(corpus_config), str(out))["tiny"]
+    assert counts["inputs"] == 6 and counts["kept"] + counts["rejected"] == 6
+    rejects = pq.read_table(out / "tiny" / "rejects.parquet").to_pylist()
+    assert [(r["utt_id"], r["stage"], r["reason"]) for r in rejects] == [("tiny:T-05", "ingest", "missing_audio")]
+    index = json.loads((out / "tiny" / "index.json").read_text())
+    assert [s["num_rows"] for s in index["shards"]] == [2, 2, 1]
+    rows = pq.read_table(out / "tiny" / index["shards"][0]["path"]).to_pylist()
+    for row in rows:
+        check_row_invariants(row, n_mels=80)
+        assert row["duration_s"] <= row["source_duration_s"]
+    assert json.loads((out / "tiny" / "stats.json").read_text())["global"]
+    assert (out / "tiny" / "report.html").is_file()
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir()}
+
+    again = ttsprep_run(str(corpus_config), str(out))["tiny"]
+    assert again == counts
+    assert {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir()} == mtimes
