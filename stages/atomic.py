@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -43,7 +44,33 @@ def write_parquet(path: Path, table: pa.Table, *, row_group_size: int | None = N
                        row_group_size=row_group_size)
 
 
+def _list_column(values: list[Any], list_type: pa.ListType) -> pa.Array:
+    """A list column from numpy arrays (``[T]`` or ``[T, C]`` for a fixed-size inner list) or ``None``s,
+    built from one flat buffer and offsets instead of element by element."""
+    inner = list_type.value_type
+    arrays = [None if v is None else np.asarray(v) for v in values]
+    lengths = np.array([0 if a is None else a.shape[0] for a in arrays], dtype=np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    present = [a.reshape(-1) for a in arrays if a is not None]
+    if pa.types.is_fixed_size_list(inner):
+        flat = pa.array(np.concatenate(present) if present else np.zeros(0), type=inner.value_type)
+        children = pa.FixedSizeListArray.from_arrays(flat, inner.list_size)
+    else:
+        children = pa.array(np.concatenate(present) if present else [], type=inner)
+    mask = pa.array([a is None for a in arrays], type=pa.bool_())
+    return pa.ListArray.from_arrays(offsets, children, type=list_type, mask=mask)
+
+
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Build a table from row dicts, columns in ``schema`` order (missing keys become nulls)."""
-    columns = {field.name: [row.get(field.name) for row in rows] for field in schema}
-    return pa.Table.from_pydict(columns, schema=schema)
+    """Build a table from row dicts, columns in ``schema`` order (missing keys become nulls).
+
+    Numeric list columns whose values are numpy arrays are built from flat buffers (fast, no per-element
+    Python); other columns go through pyarrow's conversion of Python objects.
+    """
+    columns = []
+    for field in schema:
+        values = [row.get(field.name) for row in rows]
+        numeric_list = (pa.types.is_list(field.type) and not pa.types.is_string(field.type.value_type)
+                        and any(isinstance(v, np.ndarray) for v in values))
+        columns.append(_list_column(values, field.type) if numeric_list else pa.array(values, type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)

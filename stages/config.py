@@ -84,6 +84,14 @@ class DenoiseConfig(Strict):
     stationary: bool = True
     prop_decrease: float = Field(1.0, ge=0, le=1)
     n_std_thresh: float = Field(1.5, gt=0)
+    #: Stationary: the per-bin noise statistics come from this fraction of the quietest STFT frames (the
+    #: noise clip noisereduce's ``y_noise`` expects). 1.0 = every frame, noisereduce without a noise clip:
+    #: speech then raises the threshold and is gated away (output SNR ~2 dB even on clean speech).
+    noise_frame_fraction: float = Field(0.1, gt=0, le=1)
+    #: Mask smoothing spans (noisereduce's ``freq_mask_smooth_hz`` / ``time_mask_smooth_ms``; its defaults
+    #: 500 Hz / 50 ms blur harmonics and cost ~8 dB of SNR on speech); 0 = no smoothing along that axis.
+    freq_mask_smooth_hz: float = Field(100.0, ge=0)
+    time_mask_smooth_ms: float = Field(25.0, ge=0)
 
 
 class LoudnessConfig(Strict):
@@ -112,7 +120,11 @@ class FeatureConfig(Strict):
     n_mels: int = Field(80, ge=1)
     fmin: float = Field(0.0, ge=0)
     fmax: float | None = 8000.0
-    f0_method: Literal["dio", "harvest"] = "dio"
+    #: ``none`` writes f0 = 0 and voiced = False on every frame (mel and energy only).
+    f0_method: Literal["dio", "harvest", "none"] = "dio"
+    #: pyworld DIO's decimation factor (1 = full rate); StoneMask refines at the full rate afterwards.
+    #: 2 and 4 matched 1 in accuracy on the SPTK references and LJSpeech (bench/bench_features.py for speed).
+    dio_speed: int = Field(2, ge=1, le=12)
     f0_floor: float = Field(71.0, gt=0)
     f0_ceil: float = Field(800.0, gt=0)
     #: Per-speaker F0 range overrides: {speaker: [floor_hz, ceil_hz]}.
@@ -132,6 +144,12 @@ class AlignConfig(Strict):
     mfa_acoustic_model: str | None = None
     mfa_dictionary: str | None = None
     reduction_factor: int = Field(1, ge=1, le=8)
+    #: Per-token pitch: mean F0 over the token's voiced frames, or FastSpeech2's interpolated log-F0 mean.
+    token_pitch: Literal["voiced_mean", "interpolated_log"] = "voiced_mean"
+    #: ``tacotron2``: utterances whose teacher-forced attention is blurred (mean max weight per decoder step
+    #: below this) or not monotonic (argmax-vs-step correlation below the next) go to the rejects ledger.
+    attention_min_focus_rate: float = Field(0.5, ge=0, le=1)
+    attention_min_diagonality: float = Field(0.9, ge=-1, le=1)
 
 
 class SplitAssignConfig(Strict):

@@ -119,7 +119,7 @@ def process_utterance(utt: Utterance, config: StageConfig, tokens: list[str] | N
     segments = segment_frames(conditioned.pause_boundaries, conditioned.samples.size, features_cfg.hop_length)
     segments[-1] += num_frames - features.num_frames
     with stage("align"):
-        aligned = alignment.durations_for(utt, config, num_frames=num_frames, tokens=tokens,
+        aligned = alignment.durations_for(utt.utt_id, config, num_frames=num_frames,
                                           trim_start_s=measures["trim_start_s"], textgrid_dir=textgrid_dir)
     row: dict[str, Any] = {
         "utt_id": utt.utt_id, "dataset": utt.dataset, "speaker": utt.speaker, "language": utt.language,
@@ -133,7 +133,10 @@ def process_utterance(utt: Utterance, config: StageConfig, tokens: list[str] | N
     }
     if aligned is not None:
         row["durations"] = aligned.durations
-        pitch, energy_per_token = alignment.token_prosody(aligned.durations, f0, voiced, energy, r)
+        with stage("prosody"):
+            pitch, energy_per_token = alignment.token_prosody(
+                aligned.durations, f0, voiced, energy, reduction_factor=r,
+                interpolate=config.align.token_pitch == "interpolated_log")
         row["token_pitch"], row["token_energy"] = pitch, energy_per_token
     with stage("write"):
         check_row_invariants(row, n_mels=features_cfg.n_mels, reduction_factor=r)

@@ -13,14 +13,17 @@ unusable (e.g. its metadata file is missing), with a ``ConfigError`` that says w
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from stages.records import INVALID_ENCODING, PATH_ESCAPES_ROOT
+from stages.errors import ConfigError
+from stages.records import (EMPTY_TRANSCRIPT, INVALID_ENCODING, MALFORMED_METADATA, MISSING_TRANSCRIPT,
+                            PATH_ESCAPES_ROOT, SourceUtterance)
 
 
 class ImporterOptions(BaseModel):
@@ -87,3 +90,84 @@ def read_text_file(path: Path) -> str | Problem:
         return data.decode("utf-8-sig").strip()
     except UnicodeDecodeError as exc:
         return Problem(Path(path).stem, INVALID_ENCODING, f"{path} is not UTF-8: {exc.reason} at byte {exc.start}")
+
+
+def source_utterance(root: Path, relative: str | os.PathLike, *, local_id: str, text: str,
+                     **fields: Any) -> SourceUtterance | Problem:
+    """A ``SourceUtterance`` for the audio at ``root/relative``, or the Problem that stops it.
+
+    The Problem is ``path_escapes_root`` (see ``resolve_inside``) or ``empty_transcript`` (``text`` is blank).
+    The audio's existence is not checked: ingest probes it. ``fields`` are the other SourceUtterance fields.
+    """
+    try:
+        audio = resolve_inside(root, relative)
+    except PathEscapesRoot as exc:
+        return escape_problem(local_id, str(relative), exc)
+    if not text.strip():
+        return Problem(local_id, EMPTY_TRANSCRIPT, "the transcript is empty", str(audio))
+    return SourceUtterance(local_id=local_id, audio_path=str(audio), text=text, **fields)
+
+
+def missing_transcript(local_id: str, audio: Path, expected: str) -> Problem:
+    """The Problem for an audio file that the corpus gives no transcript for (``expected`` says where)."""
+    return Problem(local_id, MISSING_TRANSCRIPT, f"no transcript for {Path(audio).name}: {expected}", str(audio))
+
+
+def read_table(path: Path, *, delimiter: str, quoting: int = csv.QUOTE_MINIMAL
+               ) -> Iterator[tuple[int, dict[str, str] | Problem]]:
+    """Rows of a delimited text file with a header line, as ``(line_number, {column: value})``.
+
+    Columns are found by header name, so their order and any added columns do not matter. A row whose
+    field count differs from the header's (or with broken quoting) is a ``malformed_metadata`` Problem, an
+    undecodable line the Problem from ``read_lines``. Raises ``ConfigError`` when the header is missing or
+    not UTF-8. ``quoting=csv.QUOTE_NONE`` keeps quotes literal (Common Voice); the default reads quoted fields.
+    """
+    undecodable: list[tuple[int, Problem]] = []
+    line_numbers: list[int] = []
+
+    def decoded_lines() -> Iterator[str]:
+        for number, line in read_lines(path):
+            if isinstance(line, Problem):
+                undecodable.append((number, line))
+            else:
+                line_numbers.append(number)
+                yield line + "\n"  # the line end keeps newlines inside quoted fields
+
+    reader = csv.reader(decoded_lines(), delimiter=delimiter, quoting=quoting, strict=True)
+    header = next(reader, None)
+    if undecodable or header is None:
+        raise ConfigError(f"{path}: the header line is missing or not UTF-8")
+    header = [name.strip() for name in header]
+    name = Path(path).name
+    while True:
+        lines_before = len(line_numbers)
+        try:
+            fields: list[str] | None = next(reader, None)
+            error = None if fields is None or len(fields) == len(header) else f"{len(fields)} fields"
+        except csv.Error as exc:
+            fields, error = [], str(exc)
+        yield from undecodable
+        undecodable.clear()
+        if fields is None:
+            return
+        number = line_numbers[lines_before] if lines_before < len(line_numbers) else line_numbers[-1]
+        if error:
+            yield number, Problem(f"{name}:{number}", MALFORMED_METADATA,
+                                  f"{name} line {number}: expected the {len(header)} header columns, found {error}")
+        else:
+            yield number, dict(zip(header, fields))
+
+
+def select_subsets(root: Path, requested: Sequence[str] | None, found: Sequence[str], corpus: str) -> list[str]:
+    """The subset folders to scan: all ``found`` when ``requested`` is None, else ``requested``, all present.
+
+    Raises ``ConfigError`` when nothing is found or a requested subset is missing.
+    """
+    if requested is None:
+        if not found:
+            raise ConfigError(f"{corpus}: no subset folders found under {root}")
+        return list(found)
+    missing = [name for name in requested if name not in found]
+    if missing:
+        raise ConfigError(f"{corpus}: subset(s) {missing} not found under {root}; found: {sorted(found)}")
+    return list(requested)

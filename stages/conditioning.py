@@ -1,0 +1,104 @@
+"""Audio conditioning before feature extraction: DC removal, high-pass, trimming, pause split, loudness.
+
+All functions take and return mono float samples ``[num_samples]`` in [-1, 1]; none makes a signal longer.
+Denoising is not done here: it runs on the STFT shared with the mel features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyloudnorm
+from scipy import signal
+
+from stages.config import AudioConfig, LoudnessConfig
+from stages.silence import split_at_pauses, trim_silence
+
+#: Ceiling on any loudness gain: the output peak never exceeds -0.1 dBFS.
+MAX_PEAK_DBFS = -0.1
+HIGHPASS_ORDER = 4
+
+
+@dataclass(frozen=True)
+class ConditionedAudio:
+    """``samples``: float32 ``[num_samples]`` at ``sample_rate``; ``trim_start_s``/``trim_end_s``: the kept
+    region in the input's time base; ``pause_boundaries``: sample indices in ``samples`` where segments split
+    (empty for one segment)."""
+
+    samples: np.ndarray
+    sample_rate: int
+    trim_start_s: float
+    trim_end_s: float
+    pause_boundaries: list[int]
+
+
+def remove_dc(samples: np.ndarray) -> np.ndarray:
+    """Subtract the mean: ``samples - mean(samples)``, same shape and dtype."""
+    return samples - samples.mean(dtype=np.float64).astype(samples.dtype)
+
+
+def highpass(samples: np.ndarray, sample_rate: int, cutoff_hz: float) -> np.ndarray:
+    """Zero-phase Butterworth high-pass (order 4, applied forward and backward), same length and dtype."""
+    sos = signal.butter(HIGHPASS_ORDER, cutoff_hz, btype="highpass", fs=sample_rate, output="sos")
+    default_padlen = 3 * (2 * len(sos) + 1)  # sosfiltfilt's own default, shortened for very short clips
+    filtered = signal.sosfiltfilt(sos, samples, padlen=min(default_padlen, samples.size - 1))
+    return filtered.astype(samples.dtype, copy=False)
+
+
+def _peak_dbfs(samples: np.ndarray) -> float:
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return 20 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def _loudness_lufs(samples: np.ndarray, sample_rate: int) -> float:
+    """BS.1770 integrated loudness, or -inf where pyloudnorm cannot measure it (shorter than one 0.4 s
+    block, or every block gated away as silence)."""
+    meter = pyloudnorm.Meter(sample_rate)
+    if samples.size < meter.block_size * sample_rate:
+        return -math.inf
+    return float(meter.integrated_loudness(samples.astype(np.float64)))
+
+
+def normalize_loudness(samples: np.ndarray, sample_rate: int, cfg: LoudnessConfig) -> np.ndarray:
+    """Scale to ``cfg.target_lufs`` (``lufs``) or ``cfg.target_peak_dbfs`` (``peak``); float32, same length.
+
+    ``lufs`` falls back to the peak target where loudness cannot be measured. The gain is always limited so
+    that the peak stays at or below -0.1 dBFS; digital silence and ``none`` are returned unscaled.
+    """
+    peak_dbfs = _peak_dbfs(samples)
+    if cfg.method == "none" or peak_dbfs == -math.inf:
+        return samples.astype(np.float32, copy=False)
+    loudness_lufs = _loudness_lufs(samples, sample_rate) if cfg.method == "lufs" else -math.inf
+    if loudness_lufs > -math.inf:
+        gain_db = cfg.target_lufs - loudness_lufs
+    else:
+        gain_db = cfg.target_peak_dbfs - peak_dbfs
+    gain_db = min(gain_db, MAX_PEAK_DBFS - peak_dbfs)
+    return (samples * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def condition_audio(samples: np.ndarray, sample_rate: int, cfg: AudioConfig) -> ConditionedAudio:
+    """remove_dc -> highpass -> trim -> split (boundaries recorded) -> loudness, on float ``[num_samples]``.
+
+    ``samples`` must already be at ``cfg.sample_rate`` (the loader resamples). Raises
+    ``Rejected(reason="all_silence")`` when trimming finds no sound.
+    """
+    if sample_rate != cfg.sample_rate:
+        raise ValueError(f"samples are at {sample_rate} Hz, the audio config expects {cfg.sample_rate} Hz")
+    conditioned = np.asarray(samples, dtype=np.float32)
+    if cfg.remove_dc:
+        conditioned = remove_dc(conditioned)
+    if cfg.highpass_hz is not None:
+        conditioned = highpass(conditioned, sample_rate, cfg.highpass_hz)
+    start, end = trim_silence(conditioned, sample_rate, cfg.trim)
+    conditioned = conditioned[start:end]
+    segments = split_at_pauses(conditioned, sample_rate, cfg.split)
+    return ConditionedAudio(
+        samples=normalize_loudness(conditioned, sample_rate, cfg.loudness),
+        sample_rate=sample_rate,
+        trim_start_s=start / sample_rate,
+        trim_end_s=end / sample_rate,
+        pause_boundaries=[segment_start for segment_start, _ in segments[1:]],
+    )

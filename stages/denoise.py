@@ -1,0 +1,119 @@
+"""Spectral-gate denoising: noisereduce's algorithm as a mask on a shared STFT, or the noisereduce package.
+
+``spectral_gate`` reproduces ``noisereduce.reduce_noise`` (3.0) on an STFT the caller already has, so the
+gate, the mel and the energy share one float32 transform:
+
+* stationary: per frequency bin, the noise threshold is ``mean + n_std_thresh * std`` of the bin's level
+  in dB over the noise frames; bins above it pass, the rest are attenuated by ``prop_decrease``. The noise
+  frames are the quietest ``noise_frame_fraction`` of the utterance's frames (noisereduce's ``y_noise``
+  clip, taken from the signal itself); with 1.0 they are all frames (noisereduce with ``y_noise=None``);
+* non-stationary: the noise floor of each bin is its magnitude smoothed over time (forward-backward
+  one-pole low-pass, time constant ``NOISE_TIME_CONSTANT_S``); the mask is a sigmoid of how far the bin
+  rises above that floor.
+
+The mask is smoothed with noisereduce's triangular kernels (``freq_mask_smooth_hz`` x ``time_mask_smooth_ms``,
+zero outside the spectrogram) applied separably, which equals its 2-D FFT convolution with their outer
+product. The constants below are noisereduce's defaults, passed to it as well.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import noisereduce
+import numpy as np
+from scipy.ndimage import convolve1d
+from scipy.signal import filtfilt
+from scipy.signal.windows import triang
+
+from stages.config import DenoiseConfig
+
+NOISE_TIME_CONSTANT_S = 2.0
+NONSTATIONARY_THRESH_MULT = 2.0
+NONSTATIONARY_SIGMOID_SLOPE = 10.0
+TOP_DB = 80.0
+#: noisereduce's own STFT frame, used to pick the noise clip handed to it.
+NOISEREDUCE_N_FFT = 1024
+_EPS = np.finfo(np.float64).eps
+
+
+def spectral_gate(stft: np.ndarray, cfg: DenoiseConfig, sample_rate: int, hop_length: int) -> np.ndarray:
+    """Gain mask float32[n_freq, T] in [0, 1] for the complex STFT ``stft`` complex64[n_freq, T].
+
+    ``n_fft`` is taken as ``2 * (n_freq - 1)``; ``hop_length`` is the STFT's hop in samples.
+    """
+    n_fft = 2 * (stft.shape[0] - 1)
+    magnitude = np.abs(stft)
+    if cfg.stationary:
+        noise_frames = _quietest(np.einsum("ft,ft->t", magnitude, magnitude), cfg.noise_frame_fraction)
+        # Levels in log10 units (dB / 20): the same comparisons as noisereduce's, without the scaling.
+        magnitude += _EPS
+        level = np.log10(magnitude, out=magnitude)
+        np.maximum(level, level.max(axis=1, keepdims=True) - TOP_DB / 20, out=level)
+        noise = level[:, noise_frames]
+        threshold = noise.mean(axis=1, keepdims=True) + cfg.n_std_thresh * noise.std(axis=1, keepdims=True)
+        mask = _blend(np.greater(level, threshold).astype(np.float32), cfg.prop_decrease)
+        return _smooth(mask, cfg, sample_rate, n_fft, hop_length)
+    floor = np.maximum(_noise_floor(magnitude, sample_rate, hop_length), _EPS)
+    above = np.divide(magnitude - floor, floor, out=floor)
+    mask = 1.0 / (1.0 + np.exp(-NONSTATIONARY_SIGMOID_SLOPE * (above - NONSTATIONARY_THRESH_MULT)))
+    return _blend(_smooth(mask.astype(np.float32), cfg, sample_rate, n_fft, hop_length), cfg.prop_decrease)
+
+
+def denoise_with_noisereduce(samples: np.ndarray, sample_rate: int, cfg: DenoiseConfig) -> np.ndarray:
+    """``noisereduce.reduce_noise`` itself (its own STFT, n_fft 1024, hop 256): float32[N] -> float32[N].
+
+    Stationary: its noise clip is the quietest ``noise_frame_fraction`` of the 1024-sample blocks of
+    ``samples``, concatenated (none when the fraction is 1, i.e. statistics over the whole signal).
+    """
+    noise_clip = None
+    if cfg.stationary and cfg.noise_frame_fraction < 1 and samples.size >= 2 * NOISEREDUCE_N_FFT:
+        blocks = samples[: samples.size // NOISEREDUCE_N_FFT * NOISEREDUCE_N_FFT].reshape(-1, NOISEREDUCE_N_FFT)
+        noise_clip = blocks[_quietest(np.einsum("bn,bn->b", blocks, blocks), cfg.noise_frame_fraction)].ravel()
+    denoised = noisereduce.reduce_noise(
+        y=samples, sr=sample_rate, y_noise=noise_clip, stationary=cfg.stationary,
+        prop_decrease=cfg.prop_decrease, n_std_thresh_stationary=cfg.n_std_thresh,
+        time_constant_s=NOISE_TIME_CONSTANT_S, freq_mask_smooth_hz=cfg.freq_mask_smooth_hz or None,
+        time_mask_smooth_ms=cfg.time_mask_smooth_ms or None,
+        thresh_n_mult_nonstationary=NONSTATIONARY_THRESH_MULT,
+        sigmoid_slope_nonstationary=NONSTATIONARY_SIGMOID_SLOPE, n_fft=NOISEREDUCE_N_FFT, n_jobs=1)
+    return np.asarray(denoised, dtype=np.float32)
+
+
+def _quietest(energy: np.ndarray, fraction: float) -> np.ndarray:
+    """Indices of the ``fraction`` of entries with the least ``energy`` (at least one)."""
+    count = max(1, int(round(fraction * energy.size)))
+    return np.argpartition(energy, count - 1)[:count]
+
+
+def _blend(mask: np.ndarray, prop_decrease: float) -> np.ndarray:
+    """``mask * prop_decrease + (1 - prop_decrease)``, in place."""
+    mask *= prop_decrease
+    mask += 1.0 - prop_decrease
+    return mask
+
+
+def _noise_floor(magnitude: np.ndarray, sample_rate: int, hop_length: int) -> np.ndarray:
+    """Each bin's magnitude low-passed over time, forward and backward (noisereduce's noise floor)."""
+    frames = NOISE_TIME_CONSTANT_S * sample_rate / hop_length
+    pole = (np.sqrt(1 + 4 * frames**2) - 1) / (2 * frames**2)
+    return filtfilt([pole], [1, pole - 1], magnitude, axis=1, padtype=None)
+
+
+def _smooth(mask: np.ndarray, cfg: DenoiseConfig, sample_rate: int, n_fft: int, hop_length: int) -> np.ndarray:
+    """``mask`` [n_freq, T] convolved with the triangular frequency and time kernels, zeros outside."""
+    freq_kernel, time_kernel = _kernels(cfg.freq_mask_smooth_hz, cfg.time_mask_smooth_ms, sample_rate, n_fft,
+                                        hop_length)
+    for axis, kernel in enumerate((freq_kernel, time_kernel)):
+        if kernel.size > 1:
+            mask = convolve1d(mask, kernel, axis=axis, mode="constant", cval=0.0)
+    return mask
+
+
+@lru_cache(maxsize=16)
+def _kernels(freq_smooth_hz: float, time_smooth_ms: float, sample_rate: int, n_fft: int,
+             hop_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised triangles of 2n+1 taps with n as noisereduce computes it (n = 0: no smoothing)."""
+    n_freq = int(freq_smooth_hz / (sample_rate / (n_fft / 2)))
+    n_time = int(time_smooth_ms / (hop_length / sample_rate * 1000))
+    return tuple((k / k.sum()).astype(np.float32) for k in (triang(2 * n_freq + 1), triang(2 * n_time + 1)))

@@ -1,0 +1,94 @@
+"""Mozilla Common Voice, any release (https://commonvoice.mozilla.org/datasets, CC0 1.0).
+
+Crowd-sourced read speech in 100+ languages: MP3 clips (48 kHz mono in recent releases; sample rates vary
+in old ones), many speakers per locale, each clip up/down-voted by other contributors. The root is one
+locale folder of a release::
+
+    cv-corpus-6.1-2020-12-11/en/clips/common_voice_en_18091118.mp3
+    cv-corpus-6.1-2020-12-11/en/{validated,train,dev,test,other,invalidated}.tsv
+
+Sample line of the 6.1 ``validated.tsv`` (tab-separated, first line is the header)::
+
+    client_id  path  sentence  up_votes  down_votes  age  gender  accent  locale  segment
+    e59d…85fc  common_voice_en_18091118.mp3  My empire reaches from the ocean …  2  0  twenties  male  us  en
+
+Quirks: the columns change between releases (v1 has no ``locale``/``segment``; 17.0 renames ``accent`` to
+free-text ``accents`` and adds ``sentence_id``, ``sentence_domain``, ``variant``), so columns are read by
+header name. Quotes are literal (no CSV quoting). In v1 the ``path`` is a bare hash without ``.mp3``.
+train/dev/test are subsets of validated, so a clip listed by several TSVs is yielded once, from the first
+TSV in ``splits``. zh-CN's ``accent`` holds numeric region codes (``320000``). ``segment=Benchmark`` marks
+single-word clips. Recent releases (e.g. 17.0) write gender as ``male_masculine``/``female_feminine``
+(mapped to male/female; other values are kept as given).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Literal
+
+from stages.errors import ConfigError
+from stages.importers.base import ImporterOptions, Problem, read_table, source_utterance
+from stages.records import MALFORMED_METADATA, SourceUtterance
+
+#: Empty: the language comes from each row's ``locale`` column, else from the locale folder's name.
+DEFAULT_LANGUAGE = ""
+REQUIRED_COLUMNS = ("client_id", "path", "sentence")
+#: Columns kept in ``extra`` when present and non-empty (``gender``/``accent(s)`` go to the typed fields).
+EXTRA_COLUMNS = ("up_votes", "down_votes", "age", "locale", "variant", "sentence_domain", "segment", "sentence_id")
+CORPUS_SPLITS = frozenset({"train", "dev", "test"})
+#: Locales whose language is not the part before the hyphen.
+LOCALE_LANGUAGES = {"zh-HK": "yue"}
+GENDERS = {"male_masculine": "male", "female_feminine": "female"}
+
+
+class Options(ImporterOptions):
+    #: The TSVs to read, in priority order (a clip listed by several is taken from the first).
+    splits: list[Literal["validated", "train", "dev", "test", "other", "invalidated"]] = ["validated"]
+
+
+def language_of(locale: str) -> str:
+    """Short language code of a Common Voice locale: ``zh-CN`` -> ``zh``, ``sv-SE`` -> ``sv``, ``zh-HK`` -> ``yue``."""
+    return LOCALE_LANGUAGES.get(locale, locale.split("-")[0])
+
+
+def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtterance | Problem]:
+    tables = [root / f"{split}.tsv" for split in options.splits]
+    missing = [table.name for table in tables if not table.is_file()]
+    if missing:
+        raise ConfigError(f"common_voice: {missing} not found in {root} (root must be the locale folder of a "
+                          f"release, e.g. cv-corpus-6.1-2020-12-11/en)")
+    earlier: set[str] = set()  # ids (kept or not) from the TSVs already read
+    for split, table in zip(options.splits, tables):
+        current: set[str] = set()
+        for item in _scan_table(root, table, split, language):
+            if item.local_id not in earlier:
+                current.add(item.local_id)
+                yield item
+        earlier |= current
+
+
+def _scan_table(root: Path, table: Path, split: str, language: str) -> Iterator[SourceUtterance | Problem]:
+    for number, row in read_table(table, delimiter="\t", quoting=csv.QUOTE_NONE):
+        if isinstance(row, Problem):
+            yield row
+            continue
+        absent = [column for column in REQUIRED_COLUMNS if column not in row]
+        if absent:
+            raise ConfigError(f"common_voice: {table} has no column(s) {absent}; its header: {sorted(row)}")
+        path, speaker = row["path"], row["client_id"]
+        if not path or not speaker:
+            yield Problem(f"{table.name}:{number}", MALFORMED_METADATA, f"{table.name} line {number}: empty path "
+                          f"or client_id")
+            continue
+        if not PurePosixPath(path).suffix:  # v1 lists bare hashes
+            path += ".mp3"
+        locale = row.get("locale") or root.name
+        extra = {column: row[column] for column in EXTRA_COLUMNS if row.get(column)}
+        extra |= {"locale": locale, "tsv": split}
+        gender = row.get("gender") or None
+        yield source_utterance(
+            root, Path("clips", path), local_id=PurePosixPath(path).stem, text=row["sentence"], speaker=speaker,
+            language=language or language_of(locale), gender=GENDERS.get(gender, gender),
+            accent=row.get("accents") or row.get("accent") or None,
+            split=split if split in CORPUS_SPLITS else None, extra=extra)

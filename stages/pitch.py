@@ -1,0 +1,48 @@
+"""F0 on the shared frame grid with pyworld: DIO + StoneMask (fast) or Harvest (slow, ~20x the cost).
+
+Frame ``t`` of pyworld's output is centred on ``t * frame_period``; with ``frame_period = hop_length /
+sample_rate`` (in ms) that is the centre of STFT frame ``t``, so F0 and the mel share one grid. pyworld
+rounds the frame count on its own, and ``fit_to_frames`` reconciles it with ``num_frames``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+
+from stages.errors import ConfigError
+from stages.frames import fit_to_frames
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # pyworld 0.3.5 imports the deprecated pkg_resources
+    import pyworld
+
+F0Method = Literal["dio", "harvest", "none"]
+
+
+def extract_f0(samples: np.ndarray, sample_rate: int, hop_length: int, num_frames: int, *,
+               method: F0Method = "dio", f0_floor: float = 71.0, f0_ceil: float = 800.0,
+               dio_speed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """F0 in Hz per frame and the voiced mask: ``(f0 float32[num_frames], voiced bool[num_frames])``.
+
+    ``samples`` is float32[N] (converted to the float64 pyworld needs); unvoiced frames have f0 = 0.
+    ``method="none"`` returns zeros and an all-False mask without analysing the signal.
+    ``dio_speed`` is DIO's decimation factor (1 = full rate); StoneMask refines DIO's F0 at the full rate.
+    """
+    if method == "none":
+        return np.zeros(num_frames, np.float32), np.zeros(num_frames, bool)
+    signal = np.ascontiguousarray(samples, dtype=np.float64)
+    frame_period_ms = 1000.0 * hop_length / sample_rate
+    if method == "dio":
+        coarse_hz, times_s = pyworld.dio(signal, sample_rate, f0_floor=f0_floor, f0_ceil=f0_ceil,
+                                         frame_period=frame_period_ms, speed=dio_speed)
+        f0_hz = pyworld.stonemask(signal, coarse_hz, times_s, sample_rate)
+    elif method == "harvest":
+        f0_hz, _ = pyworld.harvest(signal, sample_rate, f0_floor=f0_floor, f0_ceil=f0_ceil,
+                                   frame_period=frame_period_ms)
+    else:
+        raise ConfigError(f"unknown f0 method {method!r}; expected 'dio', 'harvest' or 'none'")
+    f0_hz = fit_to_frames(f0_hz.astype(np.float32), num_frames, what=f"{method} f0")
+    return f0_hz, f0_hz > 0

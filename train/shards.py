@@ -1,0 +1,218 @@
+"""Finding and reading training shards: ``index.json``, the symbol maps, and row groups as flat numpy arrays.
+
+A dataset root is ``OUT/<dataset>`` as a local path or an fsspec URL (``file://``, ``memory://``, ``s3://``).
+Its ``index.json`` lists the shards (``{"shards": [{"path": "shards/part-00000.parquet", ...}], "features":
+{...}}``). The maps ``vocab.json`` (``{"symbols": {symbol: id}}``), ``speakers.json`` (``{"dataset:speaker":
+id}``), ``languages.json`` and ``accents.json`` (``{tag: id}``) are looked for in the root, then beside it in
+``OUT/``; a missing map is built from the shards with the pipeline's own deterministic rules.
+
+Row groups are converted column by column: a list column becomes one flat numpy array plus offsets, and an
+utterance's arrays are views into it (no per-row Python lists).
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+from stages.errors import ConfigError
+from stages.text.vocab import build_language_map, build_speaker_map, build_vocab, symbol
+
+#: The per-utterance columns every reader takes (small: no arrays).
+LIGHT_COLUMNS = ("utt_id", "dataset", "speaker", "language", "accent", "num_frames")
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """The shards of one or more dataset roots and the frame grid they share."""
+
+    roots: tuple[str, ...]
+    #: Shard URLs (or local paths), in index order, roots in the given order.
+    paths: tuple[str, ...]
+    num_rows: tuple[int, ...]
+    n_mels: int
+    hop_length: int
+    sample_rate: int
+    #: Frames per decoder step: ``sum(durations) == num_frames / reduction_factor``.
+    reduction_factor: int
+
+
+@dataclass(frozen=True)
+class SymbolMaps:
+    """``{key: id}`` tables: vocabulary symbols, ``dataset:speaker`` keys, language tags and accents."""
+
+    vocab: Mapping[str, int]
+    speakers: Mapping[str, int]
+    languages: Mapping[str, int]
+    accents: Mapping[str, int]
+
+
+def _join(root: str, relative: str) -> str:
+    return f"{root.rstrip('/')}/{relative}"
+
+
+def _read_json(url: str) -> dict | None:
+    fs, path = url_to_fs(url)
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as handle:
+        return json.load(handle)
+
+
+def load_shard_set(roots: str | Sequence[str]) -> ShardSet:
+    """Read ``index.json`` of each dataset root; raises ``ConfigError`` when an index is missing or the
+    roots disagree on the frame grid (``n_mels``, ``hop_length``, ``sample_rate``, ``reduction_factor``)."""
+    roots = (roots,) if isinstance(roots, str) else tuple(roots)
+    paths: list[str] = []
+    num_rows: list[int] = []
+    grids = set()
+    for root in roots:
+        index = _read_json(_join(root, "index.json"))
+        if index is None:
+            raise ConfigError(f"{root}: no index.json (is the dataset finalized?)")
+        features = index["features"]
+        grids.add((features["n_mels"], features["hop_length"], features["sample_rate"],
+                   features.get("reduction_factor", 1)))
+        for shard in index["shards"]:
+            paths.append(_join(root, shard["path"]))
+            num_rows.append(int(shard["num_rows"]))
+    if len(grids) != 1:
+        raise ConfigError(f"dataset roots disagree on (n_mels, hop_length, sample_rate, r): {sorted(grids)}")
+    (n_mels, hop_length, sample_rate, reduction_factor), = grids
+    return ShardSet(roots, tuple(paths), tuple(num_rows), n_mels, hop_length, sample_rate, reduction_factor)
+
+
+def open_shard(url: str) -> pq.ParquetFile:
+    """A Parquet reader over a local path or fsspec URL (local files go through pyarrow's native I/O)."""
+    fs, path = url_to_fs(url)
+    return pq.ParquetFile(path, filesystem=fs)
+
+
+def read_light_index(shard_set: ShardSet) -> pa.Table:
+    """``LIGHT_COLUMNS`` of every shard plus ``shard`` (position in ``shard_set.paths``) and ``row``."""
+    tables = []
+    for shard, url in enumerate(shard_set.paths):
+        table = open_shard(url).read(columns=list(LIGHT_COLUMNS), use_threads=False)
+        tables.append(table.append_column("shard", pa.array(np.full(table.num_rows, shard, np.int32)))
+                      .append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
+    return pa.concat_tables(tables)
+
+
+def _find_map(roots: Sequence[str], name: str) -> dict | None:
+    for root in roots:
+        fs, path = url_to_fs(root)
+        for candidate in (posixpath.join(path, name), posixpath.join(posixpath.dirname(path.rstrip("/")), name)):
+            if fs.exists(candidate):
+                with fs.open(candidate, "rb") as handle:
+                    return json.load(handle)
+    return None
+
+
+def _vocab_from_shards(shard_set: ShardSet) -> dict[str, int]:
+    tokens: dict[str, set[str]] = {}
+    for url in shard_set.paths:
+        table = open_shard(url).read(columns=["language", "phonemes"], use_threads=False)
+        for language in pc.unique(table.column("language")).to_pylist():
+            rows = table.filter(pc.equal(table.column("language"), language))
+            flat = pc.list_flatten(rows.column("phonemes"))
+            tokens.setdefault(language, set()).update(pc.unique(flat).to_pylist())
+    return build_vocab(tokens)
+
+
+def load_symbol_maps(shard_set: ShardSet, light: pa.Table | None = None) -> SymbolMaps:
+    """The maps written beside the shards; each missing one is built from the shards deterministically
+    (``light`` is ``read_light_index``'s table, read here when not given)."""
+    vocab = _find_map(shard_set.roots, "vocab.json")
+    speakers = _find_map(shard_set.roots, "speakers.json")
+    languages = _find_map(shard_set.roots, "languages.json")
+    accents = _find_map(shard_set.roots, "accents.json")
+    if None in (speakers, languages, accents):
+        light = read_light_index(shard_set) if light is None else light
+    if speakers is None:
+        speakers = build_speaker_map(zip(light.column("dataset").to_pylist(), light.column("speaker").to_pylist()))
+    if languages is None:
+        languages = build_language_map(light.column("language").to_pylist())
+    if accents is None:
+        accents = {accent: i for i, accent in enumerate(sorted(set(light.column("accent").to_pylist()) - {None}))}
+    vocab = _vocab_from_shards(shard_set) if vocab is None else vocab.get("symbols", vocab)
+    return SymbolMaps(vocab, speakers, languages, accents)
+
+
+def lookup_ids(keys: Iterable[str | None], table: Mapping[str, int], what: str) -> np.ndarray:
+    """int64 ids of ``keys`` in ``table``; a null key gives -1, a key missing from the table ``ConfigError``."""
+    ids = []
+    for key in keys:
+        if key is None:
+            ids.append(-1)
+        elif key in table:
+            ids.append(table[key])
+        else:
+            raise ConfigError(f"{what} {key!r} is not in the {what} map")
+    return np.asarray(ids, dtype=np.int64)
+
+
+def speaker_keys(table: pa.Table) -> list[str]:
+    """``dataset:speaker`` per row of a table holding both columns (the key of ``speakers.json``)."""
+    return pc.binary_join_element_wise(table.column("dataset"), table.column("speaker"), ":").to_pylist()
+
+
+def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """One contiguous array (a row group's column is one chunk: taken without copying)."""
+    if isinstance(column, pa.Array):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _valid(array: pa.Array) -> np.ndarray:
+    """bool [n]: False for null rows (``is_null`` is slow on list arrays, so only called when needed)."""
+    if array.null_count == 0:
+        return np.ones(len(array), dtype=bool)
+    return ~array.is_null().to_numpy(zero_copy_only=False)
+
+
+def flat_list(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A list column as ``(values, offsets, valid)``: row ``i`` is ``values[offsets[i]:offsets[i + 1]]``.
+
+    ``values`` is numpy (a fixed-size-list element becomes a 2-D ``[total, size]`` array); ``valid`` is
+    False for null rows.
+    """
+    array = _array(column)
+    offsets = array.offsets.to_numpy()
+    inner = array.values
+    if pa.types.is_fixed_size_list(inner.type):
+        values = inner.flatten().to_numpy().reshape(-1, inner.type.list_size)
+    else:
+        values = inner.to_numpy(zero_copy_only=False)
+    return values, offsets, _valid(array)
+
+
+def encode_phonemes(phonemes: pa.ChunkedArray, languages: pa.ChunkedArray,
+                    vocab: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids of a ``phonemes`` column as ``(ids int64, offsets, valid)`` (see ``flat_list``).
+
+    Each distinct ``(language, token)`` pair is looked up once (``stages.text.vocab.symbol``); symbols
+    missing from ``vocab`` become ``<unk>``.
+    """
+    array = _array(phonemes)
+    offsets = array.offsets.to_numpy()
+    tokens = array.values.slice(offsets[0], offsets[-1] - offsets[0]).dictionary_encode()
+    language_codes = _array(languages).dictionary_encode()
+    row_language = language_codes.indices.to_numpy(zero_copy_only=False)
+    token_language = np.repeat(row_language, np.diff(offsets))
+    num_tokens = len(tokens.dictionary)
+    pairs = token_language.astype(np.int64) * num_tokens + tokens.indices.to_numpy(zero_copy_only=False)
+    unique_pairs, inverse = np.unique(pairs, return_inverse=True)
+    token_names = tokens.dictionary.to_pylist()
+    language_names = language_codes.dictionary.to_pylist()
+    unknown = vocab["<unk>"]
+    lut = np.asarray([vocab.get(symbol(token_names[p % num_tokens], language_names[p // num_tokens]), unknown)
+                      for p in unique_pairs.tolist()], dtype=np.int64)
+    return lut[inverse], offsets - offsets[0], _valid(array)
