@@ -1,6 +1,7 @@
 """The ``ttsprep`` command line.
 
     ttsprep run --config datasets.yaml --out out/ [--dataset NAME ...] [--stages ingest shards finalize]
+                [--workers N] [--dask-address tcp://host:8786]
     ttsprep demo [--out demo/]            # synthesise a small corpus with espeak-ng and run the pipeline on it
     ttsprep validate --config datasets.yaml
     ttsprep serve --config datasets.yaml --out out/ --cron '0 3 * * *' [--watch-interval 600]
@@ -24,11 +25,10 @@ def _quiet_embedded_prefect() -> None:
     """Defaults for Prefect's embedded server: no telemetry (no network here), a patient start."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] | None,
-         workers: int | None) -> dict:
+         workers: int | None, dask_address: str | None = None) -> dict:
     from stages.config import load_project
 
     load_project(config)  # validate before starting Prefect: a bad config costs no server start
@@ -39,7 +39,7 @@ def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] 
 
     progress.enable(sys.stderr.isatty() or os.environ.get("TTSPREP_PROGRESS") == "1")
     with output_lock(out):
-        return ttsprep_run(str(config.resolve()), str(out.resolve()), datasets, stages, workers)
+        return ttsprep_run(str(config.resolve()), str(out.resolve()), datasets, stages, workers, dask_address)
 
 
 def _print_counts(results: dict, out: Path) -> None:
@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dataset", action="append", help="only this dataset (repeatable)")
     run.add_argument("--stages", nargs="+", choices=["ingest", "shards", "finalize"])
     run.add_argument("--workers", type=int, help="worker processes (default: every core)")
+    run.add_argument("--dask-address", help="run the shard tasks on this Dask scheduler (tcp://host:port)")
 
     demo = commands.add_parser("demo", help="synthesise a small corpus with espeak-ng and process it")
     demo.add_argument("--out", type=Path, default=Path("demo"))
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             project = load_project(args.config)
             print(f"{args.config}: {len(project.datasets)} datasets OK: {', '.join(d.name for d in project.datasets)}")
         elif args.command == "run":
-            _print_counts(_run(args.config, args.out, args.dataset, args.stages, args.workers), args.out)
+            _print_counts(_run(args.config, args.out, args.dataset, args.stages, args.workers, args.dask_address),
+                          args.out)
         elif args.command == "serve":
             from stages.config import load_project
 

@@ -1,7 +1,7 @@
 """The Prefect flows: one per stage, composed by ``ttsprep_run``.
 
-    ttsprep_run ─┬─ ingest  (per dataset: importer, header probe, metadata filters, shard plan)
-                 ├─ shards  (per dataset: one process-pool task per shard of utterances)
+    ttsprep_run ─┬─ ingest   (per dataset: importer, header probe, metadata filters, shard plan)
+                 ├─ shards   (every dataset's changed shards: one task each, in one process pool or on Dask)
                  └─ finalize (per dataset: ledger, stats.json, index.json, report.html; then symbol maps)
 """
 
@@ -18,7 +18,9 @@ from prefect.task_runners import ProcessPoolTaskRunner
 from pipelines import notify, prepare, progress, watch
 from pipelines.tasks import finalize_task, ingest_task, process_shard_task, report_task, single_threaded_numerics
 from stages.config import load_project
+from stages.layout import DatasetLayout
 from stages.maps import write_symbol_maps
+from stages.process import completed_summary
 
 STAGES = ("ingest", "shards", "finalize")
 
@@ -36,21 +38,17 @@ def ingest_flow(config_path: str, dataset: str, out_dir: str) -> prepare.IngestS
 
 
 @flow(name="shards")
-def shards_flow(config_path: str, dataset: str, out_dir: str, shards: list[tuple[str, str]]) -> list[dict]:
-    """Process every planned shard in parallel (process pool); shards already done are skipped."""
-    logger = get_run_logger()
-    artifact = create_progress_artifact(progress=0.0, key=_artifact_key(dataset, "shards"),
-                                        description=f"{dataset}: shards written")
-    futures = [process_shard_task.submit(config_path, dataset, out_dir, name, key) for name, key in shards]
+def shards_flow(config_path: str, out_dir: str, work: list[tuple[str, str, str]]) -> list[dict]:
+    """Process shards ``(dataset, shard, key)`` of every dataset in one parallel pool (the flow's task runner)."""
+    artifact = create_progress_artifact(progress=0.0, key="shards-progress", description="shards written")
+    futures = [process_shard_task.submit(config_path, dataset, out_dir, name, key) for dataset, name, key in work]
     summaries = []
-    with progress.bar(total=len(futures), desc=f"{dataset} shards", unit="shard") as bar:
+    with progress.bar(total=len(futures), desc="shards", unit="shard") as bar:
         for future in as_completed(futures):
             summaries.append(future.result())
             bar.update(1)
-            update_progress_artifact(artifact, progress=100.0 * len(summaries) / max(len(futures), 1))
-    skipped = sum(1 for s in summaries if s["skipped"])
-    logger.info("%s: %d shards (%d unchanged, skipped)", dataset, len(summaries), skipped)
-    return sorted(summaries, key=lambda s: s["name"])
+            update_progress_artifact(artifact, progress=100.0 * len(summaries) / len(futures))
+    return summaries
 
 
 @flow(name="finalize")
@@ -68,42 +66,59 @@ def finalize_flow(config_path: str, dataset: str, out_dir: str, num_inputs: int)
     return index
 
 
+def _task_runner(workers: int | None, dask_address: str | None):
+    """A process pool on this machine, or the Dask cluster at ``dask_address`` (``tcp://host:port``)."""
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    return ProcessPoolTaskRunner(max_workers=workers or prepare.default_workers(),
+                                 initializer=single_threaded_numerics)
+
+
+def _pending(out_dir: str, ingested: list[prepare.IngestSummary]) -> list[tuple[str, str, str]]:
+    """``(dataset, shard, key)`` of the planned shards not already complete with the same key."""
+    return [(summary.dataset, name, key) for summary in ingested for name, key in summary.shards
+            if completed_summary(DatasetLayout(Path(out_dir), summary.dataset), name, key) is None]
+
+
 @flow(name="ttsprep-run", on_completion=[notify.flow_state_hook], on_failure=[notify.flow_state_hook])
 def ttsprep_run(config_path: str, out_dir: str, datasets: list[str] | None = None,
-                stages: list[str] | None = None, workers: int | None = None) -> dict[str, dict]:
-    """Run the chosen ``stages`` (default all) for the chosen ``datasets`` (default all in the config)."""
+                stages: list[str] | None = None, workers: int | None = None,
+                dask_address: str | None = None) -> dict[str, dict]:
+    """Run the chosen ``stages`` (default all) for the chosen ``datasets`` (default all in the config).
+
+    Shards of every dataset share one pool of ``workers`` processes (default: every core), or the Dask
+    cluster at ``dask_address``; shards already complete with the same key are not resubmitted.
+    """
+    logger = get_run_logger()
     chosen = list(stages or STAGES)
     project = load_project(Path(config_path))
-    shard_runner = ProcessPoolTaskRunner(max_workers=workers or prepare.default_workers(),
-                                         initializer=single_threaded_numerics)
-    results: dict[str, dict] = {}
-    table = []
-    for dataset in project.select(datasets):
-        ingested = ingest_flow(config_path, dataset.name, out_dir)
-        row = {"dataset": dataset.name, "inputs": ingested.num_inputs, "ingested": ingested.num_ingested,
-               "rejected_before_audio": ingested.num_rejected}
-        if "shards" in chosen:
-            summaries = shards_flow.with_options(task_runner=shard_runner)(
-                config_path, dataset.name, out_dir, ingested.shards)
-            row["rejected_in_shards"] = sum(s["num_rejected"] for s in summaries)
-        if "finalize" in chosen and "shards" in chosen:
-            index = finalize_flow(config_path, dataset.name, out_dir, ingested.num_inputs)
-            row["kept"] = index["counts"]["kept"]
-            row["hours"] = index["hours"]["total"]
-            results[dataset.name] = index["counts"]
-        else:
-            results[dataset.name] = row
-        table.append(row)
-        if "finalize" in chosen and "shards" in chosen:
-            watch.record_snapshot(dataset.root, Path(out_dir), dataset.name)
+    names = [dataset.name for dataset in project.select(datasets)]
+    ingested = [ingest_flow(config_path, name, out_dir) for name in names]
+    table = [{"dataset": i.dataset, "inputs": i.num_inputs, "ingested": i.num_ingested,
+              "rejected_before_audio": i.num_rejected, "shards": len(i.shards)} for i in ingested]
+    if "shards" in chosen:
+        work = _pending(out_dir, ingested)
+        logger.info("%d shards to process, %d unchanged", len(work), sum(len(i.shards) for i in ingested) - len(work))
+        if work:
+            shards_flow.with_options(task_runner=_task_runner(workers, dask_address))(config_path, out_dir, work)
+    results: dict[str, dict] = {row["dataset"]: row for row in table}
     if "finalize" in chosen and "shards" in chosen:
+        for row, summary in zip(table, ingested):
+            index = finalize_flow(config_path, summary.dataset, out_dir, summary.num_inputs)
+            row.update(kept=index["counts"]["kept"], rejected=index["counts"]["rejected"],
+                       hours=index["hours"]["total"])
+            results[summary.dataset] = index["counts"]
+            watch.record_snapshot(project.select([summary.dataset])[0].root, Path(out_dir), summary.dataset)
         write_symbol_maps(Path(out_dir))
     create_table_artifact(key="ttsprep-counts", table=table, description="utterances per dataset and stage")
     return results
 
 
 @flow(name="process-new-data", on_failure=[notify.flow_state_hook])
-def process_new_data(config_path: str, out_dir: str, workers: int | None = None) -> dict[str, dict]:
+def process_new_data(config_path: str, out_dir: str, workers: int | None = None,
+                     dask_address: str | None = None) -> dict[str, dict]:
     """Run the pipeline only for datasets whose files changed since their last complete run.
 
     Within such a dataset only new or changed utterances are processed: unchanged shards keep their keys.
@@ -114,4 +129,4 @@ def process_new_data(config_path: str, out_dir: str, workers: int | None = None)
     get_run_logger().info("changed files per dataset: %s", {n: len(f) for n, f in changed.items()})
     if not pending:
         return {}
-    return ttsprep_run(config_path, out_dir, pending, None, workers)
+    return ttsprep_run(config_path, out_dir, pending, None, workers, dask_address)
