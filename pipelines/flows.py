@@ -16,7 +16,8 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from pipelines import notify, prepare, progress, watch
-from pipelines.tasks import finalize_task, ingest_task, process_shard_task, report_task, single_threaded_numerics
+from pipelines.tasks import (finalize_task, ingest_task, mfa_task, pairs_task, process_shard_task, report_task,
+                             single_threaded_numerics)
 from stages.config import load_project
 from stages.layout import DatasetLayout
 from stages.maps import write_symbol_maps
@@ -54,6 +55,7 @@ def shards_flow(config_path: str, out_dir: str, work: list[tuple[str, str, str]]
 @flow(name="finalize")
 def finalize_flow(config_path: str, dataset: str, out_dir: str, num_inputs: int) -> dict:
     index = finalize_task(config_path, dataset, out_dir, num_inputs)
+    num_pairs = pairs_task(config_path, dataset, out_dir)
     report = report_task(out_dir, dataset)
     counts = index["counts"]
     create_table_artifact(key=_artifact_key(dataset, "rejects"), description=f"{dataset}: rejects by reason",
@@ -62,7 +64,8 @@ def finalize_flow(config_path: str, dataset: str, out_dir: str, num_inputs: int)
     create_markdown_artifact(key=_artifact_key(dataset, "summary"), markdown=(
         f"# {dataset}\n\n* inputs: {counts['inputs']}\n* kept: {counts['kept']} "
         f"({index['hours']['total']:.3f} h)\n* rejected: {counts['rejected']}\n"
-        f"* shards: {len(index['shards'])}\n* report: [report.html]({Path(report).resolve().as_uri()})\n"))
+        f"* shards: {len(index['shards'])}\n* voice-conversion pairs: {num_pairs}\n"
+        f"* report: [report.html]({Path(report).resolve().as_uri()})\n"))
     return index
 
 
@@ -99,6 +102,9 @@ def ttsprep_run(config_path: str, out_dir: str, datasets: list[str] | None = Non
     table = [{"dataset": i.dataset, "inputs": i.num_inputs, "ingested": i.num_ingested,
               "rejected_before_audio": i.num_rejected, "shards": len(i.shards)} for i in ingested]
     if "shards" in chosen:
+        for dataset in project.select(names):
+            if dataset.config.align.method == "mfa":
+                mfa_task(config_path, dataset.name, out_dir, workers or prepare.default_workers())
         work = _pending(out_dir, ingested)
         logger.info("%d shards to process, %d unchanged", len(work), sum(len(i.shards) for i in ingested) - len(work))
         if work:

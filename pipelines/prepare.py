@@ -5,16 +5,22 @@ Kept free of Prefect so the same steps run in tests and benchmarks without a ser
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from aligners.mfa import export_mfa_corpus, run_mfa_align
+from stages.alignment import local_id
 from stages.atomic import rows_to_table, write_parquet
 from stages.config import Dataset, load_project
 from stages.filters import apply_metadata_filters
 from stages.ingest import ingest_dataset
 from stages.layout import DatasetLayout
 from stages.plan import ShardSpec, load_plan, plan_shards, save_plan
+from stages.process import read_utterances
 from stages.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA
 from stages.versions import code_version, tool_versions
 
@@ -65,6 +71,37 @@ def _remove_stale_shards(layout: DatasetLayout, current: set[str]) -> None:
             for stale in (path, layout.shard_summary(path.stem), layout.shard_rejects(path.stem),
                           layout.shard_stats(path.stem)):
                 stale.unlink(missing_ok=True)
+
+
+def textgrid_dir(dataset: Dataset, out_dir: str) -> Path | None:
+    """Where the dataset's TextGrids are: the user's folder, or this pipeline's MFA output."""
+    align = dataset.config.align
+    if align.method == "mfa":
+        return DatasetLayout(Path(out_dir), dataset.name).mfa_dir / "textgrids"
+    return align.textgrid_dir
+
+
+def align_with_mfa(config_path: str, name: str, out_dir: str, jobs: int) -> str:
+    """Export the planned utterances in MFA's layout and run ``mfa align`` (or ``mfa train``) over them.
+
+    Skipped when the TextGrids exist for the same utterances (checksums and text) and MFA settings.
+    Returns the TextGrid folder.
+    """
+    dataset = load_dataset(config_path, name)
+    layout = DatasetLayout(Path(out_dir), name)
+    align = dataset.config.align
+    utterances = [u for spec in load_plan(layout.plan) for u in read_utterances(layout.shard_inputs(spec.name))]
+    digest = hashlib.sha256(json.dumps([align.mfa_dictionary, align.mfa_acoustic_model, tool_versions()["mfa"]]
+                                       + sorted((u.utt_id, u.checksum, u.text) for u in utterances)).encode())
+    key_path, textgrids = layout.mfa_dir / "key.txt", textgrid_dir(dataset, out_dir)
+    if key_path.is_file() and key_path.read_text() == digest.hexdigest():
+        return str(textgrids)
+    corpus = layout.mfa_dir / "corpus"
+    shutil.rmtree(corpus, ignore_errors=True)
+    export_mfa_corpus([(u.speaker, local_id(u.utt_id), Path(u.audio_path), u.text) for u in utterances], corpus)
+    run_mfa_align(corpus, align.mfa_dictionary, align.mfa_acoustic_model, textgrids, jobs=jobs)
+    key_path.write_text(digest.hexdigest())
+    return str(textgrids)
 
 
 def plan_specs(out_dir: str, name: str) -> list[ShardSpec]:

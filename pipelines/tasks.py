@@ -17,6 +17,7 @@ from stages.finalize import finalize_dataset
 from stages.layout import DatasetLayout
 from stages.process import ShardSummary, process_shard
 from stages.report import write_report
+from stages.vc_pairs import write_pairs
 
 TASK_OPTIONS = {"cache_policy": NONE, "persist_result": False}
 
@@ -36,10 +37,14 @@ def ingest_task(config_path: str, dataset: str, out_dir: str) -> prepare.IngestS
 def process_shard_task(config_path: str, dataset: str, out_dir: str, shard: str, key: str) -> dict:
     single_threaded_numerics()
     loaded = prepare.load_dataset(config_path, dataset)
-    align = loaded.config.align
     summary: ShardSummary = process_shard(DatasetLayout(Path(out_dir), dataset), shard, key, loaded.config,
-                                          textgrid_dir=align.textgrid_dir)
+                                          textgrid_dir=prepare.textgrid_dir(loaded, out_dir))
     return summary.to_json()
+
+
+@task(name="mfa-align", tags=["cpu"], **TASK_OPTIONS)
+def mfa_task(config_path: str, dataset: str, out_dir: str, jobs: int) -> str:
+    return prepare.align_with_mfa(config_path, dataset, out_dir, jobs)
 
 
 @task(name="finalize", **TASK_OPTIONS)
@@ -48,6 +53,12 @@ def finalize_task(config_path: str, dataset: str, out_dir: str, num_inputs: int)
     layout = DatasetLayout(Path(out_dir), dataset)
     return finalize_dataset(layout, loaded.config, prepare.plan_specs(out_dir, dataset), num_inputs=num_inputs,
                             extra_reject_parts=[layout.ingest_rejects])
+
+
+@task(name="vc-pairs", **TASK_OPTIONS)
+def pairs_task(config_path: str, dataset: str, out_dir: str) -> int:
+    loaded = prepare.load_dataset(config_path, dataset)
+    return write_pairs(DatasetLayout(Path(out_dir), dataset), loaded.config.pairs)
 
 
 @task(name="report", **TASK_OPTIONS)

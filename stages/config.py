@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,6 +169,22 @@ class ShardConfig(Strict):
     compression_level: int = Field(3, ge=1, le=22)
 
 
+class PairsConfig(Strict):
+    """Voice-conversion pairs aligned with DTW (``OUT/<dataset>/pairs.parquet``).
+
+    ``parallel_text``: every ordered pair of two speakers reading the same sentence (this grows with the
+    square of the speakers per sentence: narrow it with ``source_speakers`` / ``target_speakers``);
+    ``list``: the pairs in ``pair_list``, a CSV with columns ``source,target`` of corpus-local ids.
+    """
+
+    mode: Literal["none", "parallel_text", "list"] = "none"
+    pair_list: Path | None = None
+    source_speakers: list[str] | None = None
+    target_speakers: list[str] | None = None
+    #: Mel-cepstral order for the DTW features and the distortion.
+    mcep_order: int = Field(24, ge=1)
+
+
 class StageConfig(Strict):
     filter: FilterConfig = FilterConfig()
     audio: AudioConfig = AudioConfig()
@@ -176,6 +193,7 @@ class StageConfig(Strict):
     align: AlignConfig = AlignConfig()
     splits: SplitAssignConfig = SplitAssignConfig()
     shards: ShardConfig = ShardConfig()
+    pairs: PairsConfig = PairsConfig()
 
     def fingerprint(self, *sections: str) -> str:
         """SHA-256 of the named sections (all when none), for cache keys."""
@@ -260,22 +278,35 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _existing(path: Path | None, base_dir: Path, where: str, *, is_dir: bool) -> Path | None:
+    """``path`` made absolute (relative to the yaml's folder); ``ConfigError`` unless it exists."""
+    if path is None:
+        return None
+    path = path if path.is_absolute() else (base_dir / path).resolve()
+    if not (path.is_dir() if is_dir else path.is_file()):
+        raise ConfigError(f"{where}: '{path}' is not a {'directory' if is_dir else 'file'}")
+    return path
+
+
 def _resolve_paths(config: StageConfig, base_dir: Path, label: str) -> StageConfig:
     """Make the file paths in ``config`` absolute (relative to the yaml's folder) and check they exist."""
-    blocklist, textgrid_dir = config.filter.blocklist, config.align.textgrid_dir
-    if blocklist is not None:
-        blocklist = blocklist if blocklist.is_absolute() else (base_dir / blocklist).resolve()
-        if not blocklist.is_file():
-            raise ConfigError(f"{label}: stages.filter.blocklist: '{blocklist}' is not a file")
-    if textgrid_dir is not None:
-        textgrid_dir = textgrid_dir if textgrid_dir.is_absolute() else (base_dir / textgrid_dir).resolve()
-        if not textgrid_dir.is_dir():
-            raise ConfigError(f"{label}: stages.align.textgrid_dir: '{textgrid_dir}' is not a directory")
+    blocklist = _existing(config.filter.blocklist, base_dir, f"{label}: stages.filter.blocklist", is_dir=False)
+    textgrid_dir = _existing(config.align.textgrid_dir, base_dir, f"{label}: stages.align.textgrid_dir", is_dir=True)
+    pair_list = _existing(config.pairs.pair_list, base_dir, f"{label}: stages.pairs.pair_list", is_dir=False)
     if config.align.method == "textgrid" and textgrid_dir is None:
         raise ConfigError(f"{label}: stages.align.method 'textgrid' needs stages.align.textgrid_dir")
+    if config.align.method == "mfa" and not config.align.mfa_dictionary:
+        raise ConfigError(f"{label}: stages.align.method 'mfa' needs stages.align.mfa_dictionary "
+                          "(an MFA dictionary name such as english_us_arpa, or a path)")
+    if config.align.method == "mfa" and shutil.which("mfa") is None:
+        raise ConfigError(f"{label}: stages.align.method 'mfa' needs the Montreal Forced Aligner's `mfa` "
+                          "command on PATH (conda install -c conda-forge montreal-forced-aligner)")
+    if config.pairs.mode == "list" and pair_list is None:
+        raise ConfigError(f"{label}: stages.pairs.mode 'list' needs stages.pairs.pair_list")
     return config.model_copy(update={
         "filter": config.filter.model_copy(update={"blocklist": blocklist}),
         "align": config.align.model_copy(update={"textgrid_dir": textgrid_dir}),
+        "pairs": config.pairs.model_copy(update={"pair_list": pair_list}),
     })
 
 

@@ -62,5 +62,15 @@ class DatasetLayout:
         return self.root / "stats.json"
 
     @property
+    def mfa_dir(self) -> Path:
+        """The MFA run: ``corpus/`` (exported audio and .lab files), ``textgrids/`` and its input key."""
+        return self.root / "work" / "mfa"
+
+    @property
+    def pairs(self) -> Path:
+        """Voice-conversion pairs with their DTW durations (``stages.vc_pairs``)."""
+        return self.root / "pairs.parquet"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.html"

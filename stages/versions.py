@@ -9,7 +9,9 @@ from importlib import metadata
 from pathlib import Path
 
 TOOLS = ("numpy", "scipy", "soundfile", "soxr", "librosa", "noisereduce", "pyworld", "pyloudnorm",
-         "webrtcvad-wheels", "pypinyin", "pyopenjtalk-plus", "phonemizer", "num2words", "praatio", "pyarrow")
+         "webrtcvad-wheels", "pypinyin", "pyopenjtalk-plus", "phonemizer", "num2words", "cn2an", "praatio", "pyarrow")
+#: Programs run as subprocesses, with the argument that prints their version.
+PROGRAMS = {"espeak-ng": "--version", "mfa": "version"}
 _CODE_PACKAGES = ("stages", "aligners")
 
 
@@ -22,11 +24,12 @@ def tool_versions() -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
-    try:
-        first_line = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, timeout=10).stdout
-        versions["espeak-ng"] = first_line.split("\n")[0].strip()
-    except (OSError, subprocess.SubprocessError):
-        versions["espeak-ng"] = "absent"
+    for program, argument in PROGRAMS.items():
+        try:
+            output = subprocess.run([program, argument], capture_output=True, text=True, timeout=60).stdout
+            versions[program] = output.split("\n")[0].strip()
+        except (OSError, subprocess.SubprocessError):
+            versions[program] = "absent"
     return versions
 
 
