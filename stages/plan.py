@@ -1,6 +1,6 @@
 """Shard planning: which utterances go into which shard, stable across re-runs.
 
-A shard keeps its members while all of them are unchanged (same checksum, still kept), so adding files
+A shard keeps its members while all of them are unchanged (same audio checksum and text, still kept), so adding files
 only creates new shards and a re-run finds every old shard's key unchanged. A shard that lost or
 changed a member is dissolved and its members are re-planned with the new ones.
 """
@@ -24,12 +24,19 @@ BYTES_PER_AUDIO_SECOND = 65_000
 @dataclass(frozen=True)
 class ShardSpec:
     name: str  # "part-00000"
-    members: tuple[tuple[str, str], ...]  # (utt_id, checksum), in processing order
+    members: tuple[tuple[str, str], ...]  # (utt_id, content_key), in processing order
 
     def key(self, config_fingerprint: str, code_version: str, tools: dict[str, str]) -> str:
         """Cache key: inputs' content, the stage config, our code and the tools' versions."""
         payload = json.dumps([self.members, config_fingerprint, code_version, sorted(tools.items())])
         return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def content_key(utt: Utterance) -> str:
+    """What a shard row is computed from: the audio's checksum plus every text and label field."""
+    fields = [utt.checksum, utt.text, utt.text_normalized, utt.pinyin, utt.speaker, utt.language, utt.split,
+              utt.accent, utt.gender]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:32]
 
 
 def shard_name(index: int) -> str:
@@ -55,7 +62,7 @@ def _chunks(utterances: list[Utterance], cfg: ShardConfig) -> list[list[Utteranc
 
 def plan_shards(utterances: list[Utterance], previous: list[ShardSpec], cfg: ShardConfig) -> list[ShardSpec]:
     """Keep previous shards whose members are all present and unchanged; put the rest in new shards."""
-    current = {u.utt_id: u.checksum for u in utterances}
+    current = {u.utt_id: content_key(u) for u in utterances}
     kept: list[ShardSpec] = []
     placed: set[str] = set()
     for spec in previous:
@@ -68,7 +75,7 @@ def plan_shards(utterances: list[Utterance], previous: list[ShardSpec], cfg: Sha
     for chunk in _chunks(pending, cfg):
         while shard_name(index) in used:
             index += 1
-        kept.append(ShardSpec(shard_name(index), tuple((u.utt_id, u.checksum) for u in chunk)))
+        kept.append(ShardSpec(shard_name(index), tuple((u.utt_id, content_key(u)) for u in chunk)))
         used.add(shard_name(index))
     return sorted(kept, key=lambda s: s.name)
 

@@ -5,7 +5,7 @@ import pytest
 
 from stages.config import FilterConfig, ShardConfig, SplitAssignConfig
 from stages.filters import apply_metadata_filters, cps_bounds
-from stages.plan import ShardSpec, load_plan, plan_shards, save_plan
+from stages.plan import ShardSpec, content_key, load_plan, plan_shards, save_plan
 from stages.records import Utterance
 from stages.splits import assign_split, corpus_split, split_overlap
 
@@ -57,12 +57,16 @@ def test_plan_keeps_unchanged_shards_and_adds_new_ones(tmp_path):
     assert load_plan(tmp_path / "plan.json") == first
     # two files added: old shards unchanged, the new ones go to a new shard
     second = plan_shards([utt(i) for i in range(9)], first, cfg)
-    assert second[:3] == first and second[3].members == (("d:0007", "c"), ("d:0008", "c"))
+    assert second[:3] == first and [m[0] for m in second[3].members] == ["d:0007", "d:0008"]
     # one file changed: only its shard is dissolved and re-planned
     changed = [utt(i, checksum="new" if i == 4 else "c") for i in range(7)]
     third = plan_shards(changed, first, cfg)
     assert first[0] in third and first[2] in third and first[1] not in third
-    assert sorted(m for s in third for m in s.members) == sorted((u.utt_id, u.checksum) for u in changed)
+    assert sorted(m for s in third for m in s.members) == sorted((u.utt_id, content_key(u)) for u in changed)
+    # a corrected transcript with the same audio also re-plans its shard (phonemes depend on it)
+    retyped = [utt(i) if i != 0 else replace(utt(i), text="a corrected transcript") for i in range(7)]
+    fourth = plan_shards(retyped, first, cfg)
+    assert first[0] not in fourth and first[1] in fourth and first[2] in fourth
 
 
 def test_plan_respects_size_target():
