@@ -1,13 +1,16 @@
 """One shard of utterances from source audio to a training-ready Parquet file.
 
-Per utterance: decode -> condition (trim, split, loudness) -> signal filters -> features (denoise, mel,
-F0, energy) -> text front-end -> durations -> per-token prosody -> invariant check. Any per-utterance
+Per utterance: text front-end, then decode -> condition (trim, split, loudness) -> signal filters ->
+features (denoise, mel, F0, energy) -> durations -> per-token prosody -> invariant check. The audio and
+feature columns are reused from the shard's previous run when only later stages' settings or code changed
+(``acoustic_key``), so changing the text front-end or the aligner does not decode audio again. Any per-utterance
 error becomes a rejects row naming the stage; the shard file, its ledger part and its partial
 statistics are written atomically, then the summary file that marks the shard complete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import traceback
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages import alignment, text_stage
@@ -33,6 +37,14 @@ from stages.signal_quality import clipping_fraction, estimate_snr_db
 from stages.silence import segment_frames
 from stages.splits import assign_split
 from stages.stats import RunningStats
+from stages.versions import acoustic_code_version, tool_versions
+
+
+#: Shard columns computed from the audio alone (``acoustic_row``), and the stages that compute them.
+ACOUSTIC_LIST_COLUMNS = ("mel", "f0", "voiced", "energy", "snt_duration")
+ACOUSTIC_COLUMNS = ("audio", "sample_rate", "num_samples", "duration_s", "num_frames", *ACOUSTIC_LIST_COLUMNS,
+                    "snr_db", "clipping_fraction", "source_duration_s", "trim_start_s", "trim_end_s")
+ACOUSTIC_STAGES = ("decode", "condition", "features")
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,10 @@ class ShardSummary:
     num_rejected: int
     audio_seconds: float
     rejects_by_reason: dict[str, int]
+    #: Key of the audio and feature columns; a later run with the same one reuses them (``reusable_acoustics``).
+    acoustic_key: str = ""
+    #: Utterances whose audio and features came from the previous run of this shard.
+    reused_acoustics: int = 0
     skipped: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -104,9 +120,9 @@ def _condition(samples: np.ndarray, config: StageConfig) -> tuple[dict[str, Any]
     return measures, conditioned
 
 
-def process_utterance(utt: Utterance, config: StageConfig, tokens: list[str] | None,
-                      normalized: str | None, textgrid_dir: Path | None) -> dict[str, Any]:
-    """The shard row for ``utt`` (see ``stages.schema``); raises ``TtsprepError`` subclasses on bad data."""
+def acoustic_row(utt: Utterance, config: StageConfig) -> dict[str, Any]:
+    """The audio and frame-feature columns of ``utt``'s shard row: the costly part, reusable while the
+    filter, audio and feature settings and ``ACOUSTIC_MODULES`` are unchanged."""
     features_cfg = config.features
     measures, conditioned = _condition_and_measure(utt, config)
     f0_range = features_cfg.speaker_f0_range.get(utt.speaker)
@@ -115,32 +131,80 @@ def process_utterance(utt: Utterance, config: StageConfig, tokens: list[str] | N
                                     config.audio.denoise, f0_range=tuple(f0_range) if f0_range else None)
     r = config.align.reduction_factor
     mel, f0, voiced, energy = (pad_to_multiple(a, r) for a in (features.mel, features.f0, features.voiced, features.energy))
-    num_frames = mel.shape[0]
     segments = segment_frames(conditioned.pause_boundaries, conditioned.samples.size, features_cfg.hop_length)
-    segments[-1] += num_frames - features.num_frames
-    with stage("align"):
-        aligned = alignment.durations_for(utt.utt_id, config, num_frames=num_frames,
-                                          trim_start_s=measures["trim_start_s"], textgrid_dir=textgrid_dir)
-    row: dict[str, Any] = {
-        "utt_id": utt.utt_id, "dataset": utt.dataset, "speaker": utt.speaker, "language": utt.language,
-        "accent": utt.accent, "gender": utt.gender, "split": assign_split(utt, config.splits), "text": utt.text,
-        "text_normalized": normalized, "pinyin": utt.pinyin,
+    segments[-1] += mel.shape[0] - features.num_frames
+    return {
         "audio": encode_flac(features.samples, config.audio.sample_rate), "sample_rate": config.audio.sample_rate,
         "num_samples": int(features.samples.size), "duration_s": features.samples.size / config.audio.sample_rate,
-        "num_frames": num_frames, "mel": mel, "f0": f0, "voiced": voiced, "energy": energy,
-        "snt_duration": segments, "checksum": utt.checksum, **measures,
+        "num_frames": mel.shape[0], "mel": mel, "f0": f0, "voiced": voiced, "energy": energy,
+        "snt_duration": segments, **measures,
+    }
+
+
+def finish_row(acoustic: dict[str, Any], utt: Utterance, config: StageConfig, tokens: list[str] | None,
+               normalized: str | None, textgrid_dir: Path | None) -> dict[str, Any]:
+    """The full shard row (see ``stages.schema``): labels, text, durations and per-token prosody added to
+    ``acoustic``; raises ``TtsprepError`` subclasses when alignment fails or an invariant does not hold."""
+    r = config.align.reduction_factor
+    with stage("align"):
+        # trim_start_s as stored (float32), so reused and fresh features give the same durations
+        aligned = alignment.durations_for(utt.utt_id, config, num_frames=int(acoustic["num_frames"]),
+                                          trim_start_s=float(np.float32(acoustic["trim_start_s"])),
+                                          textgrid_dir=textgrid_dir)
+    row: dict[str, Any] = {
+        **acoustic,
+        "utt_id": utt.utt_id, "dataset": utt.dataset, "speaker": utt.speaker, "language": utt.language,
+        "accent": utt.accent, "gender": utt.gender, "split": assign_split(utt, config.splits), "text": utt.text,
+        "text_normalized": normalized, "pinyin": utt.pinyin, "checksum": utt.checksum,
         "phonemes": aligned.tokens if aligned else tokens,
+        "durations": None, "token_pitch": None, "token_energy": None,
     }
     if aligned is not None:
         row["durations"] = aligned.durations
         with stage("prosody"):
-            pitch, energy_per_token = alignment.token_prosody(
-                aligned.durations, f0, voiced, energy, reduction_factor=r,
+            row["token_pitch"], row["token_energy"] = alignment.token_prosody(
+                aligned.durations, row["f0"], row["voiced"], row["energy"], reduction_factor=r,
                 interpolate=config.align.token_pitch == "interpolated_log")
-        row["token_pitch"], row["token_energy"] = pitch, energy_per_token
     with stage("write"):
-        check_row_invariants(row, n_mels=features_cfg.n_mels, reduction_factor=r)
+        check_row_invariants(row, n_mels=config.features.n_mels, reduction_factor=r)
     return row
+
+
+def acoustic_key(utterances: list[Utterance], config: StageConfig) -> str:
+    """What ``acoustic_row`` depends on: the inputs, the acoustic settings, code and tool versions."""
+    payload = json.dumps([[(u.utt_id, u.checksum) for u in utterances], config.fingerprint("filter", "audio", "features"),
+                          config.align.reduction_factor, acoustic_code_version(), sorted(tool_versions().items())])
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def _column_arrays(table: pa.Table, name: str) -> list[np.ndarray]:
+    """A list column as one numpy view per row (``[T]``, or ``[T, C]`` for fixed-size inner lists)."""
+    column = table.column(name).combine_chunks()
+    offsets = column.offsets.to_numpy()
+    values = column.values
+    if pa.types.is_fixed_size_list(values.type):
+        flat = values.values.to_numpy(zero_copy_only=False).reshape(-1, values.type.list_size)
+    else:
+        flat = values.to_numpy(zero_copy_only=False)
+    return [flat[start:stop] for start, stop in zip(offsets[:-1], offsets[1:])]
+
+
+def reusable_acoustics(layout: DatasetLayout, name: str, key: str) -> tuple[dict[str, dict], dict[str, Reject]]:
+    """Acoustic columns by ``utt_id``, and the audio-stage rejects, of the shard ``name`` as last written,
+    if it was written with acoustic key ``key``; else two empty dicts."""
+    summary_path = layout.shard_summary(name)
+    if not (summary_path.is_file() and layout.shard(name).is_file()
+            and json.loads(summary_path.read_text(encoding="utf-8")).get("acoustic_key") == key):
+        return {}, {}
+    table = pq.read_table(layout.shard(name), columns=["utt_id", *ACOUSTIC_COLUMNS])
+    arrays = {c: _column_arrays(table, c) for c in ACOUSTIC_LIST_COLUMNS}
+    scalars = table.drop_columns(list(ACOUSTIC_LIST_COLUMNS)).to_pylist()
+    rows = {row.pop("utt_id"): {**row, **{c: arrays[c][i] for c in ACOUSTIC_LIST_COLUMNS}}
+            for i, row in enumerate(scalars)}
+    old_rejects = pq.read_table(layout.shard_rejects(name)).to_pylist() if layout.shard_rejects(name).is_file() else []
+    rejects = {r["utt_id"]: Reject(r["utt_id"], r["dataset"], r["stage"], r["reason"], r["detail"], r["audio_path"])
+               for r in old_rejects if r["stage"] in ACOUSTIC_STAGES}
+    return rows, rejects
 
 
 def _reject(utt: Utterance, default_stage: str, error: Exception) -> Reject:
@@ -158,6 +222,8 @@ def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfi
     if (done := completed_summary(layout, name, key)) is not None:
         return done
     utterances = read_utterances(layout.shard_inputs(name))
+    sound_key = acoustic_key(utterances, config)
+    reused_rows, reused_rejects = reusable_acoustics(layout, name, sound_key)
     rows: list[dict[str, Any]] = []
     rejects: list[Reject] = []
     stats = RunningStats()
@@ -167,9 +233,13 @@ def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfi
         if isinstance(text_result, Exception):
             rejects.append(_reject(utt, "text", text_result))
             continue
+        if utt.utt_id in reused_rejects:
+            rejects.append(reused_rejects[utt.utt_id])
+            continue
         normalized, tokens = text_result
         try:
-            row = process_utterance(utt, config, tokens, normalized, textgrid_dir)
+            acoustic = reused_rows.get(utt.utt_id) or acoustic_row(utt, config)
+            row = finish_row(acoustic, utt, config, tokens, normalized, textgrid_dir)
         except Exception as error:  # noqa: BLE001 - every failure becomes a ledger row, never a crashed run
             rejects.append(_reject(utt, "audio", error))
             continue
@@ -185,6 +255,7 @@ def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfi
     for reject in rejects:
         by_reason[reject.reason] = by_reason.get(reject.reason, 0) + 1
     summary = ShardSummary(name=name, key=key, num_rows=len(rows), num_rejected=len(rejects),
-                           audio_seconds=float(sum(r["duration_s"] for r in rows)), rejects_by_reason=by_reason)
+                           audio_seconds=float(sum(r["duration_s"] for r in rows)), rejects_by_reason=by_reason,
+                           acoustic_key=sound_key, reused_acoustics=len(reused_rows) + len(reused_rejects))
     write_json(layout.shard_summary(name), summary.to_json())
     return summary

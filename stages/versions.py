@@ -33,13 +33,29 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
+#: The modules that turn source audio into conditioned audio and frame features (the costly stages):
+#: editing anything else recomputes text, durations and shards from the cached features.
+ACOUSTIC_MODULES = ("stages/audio_io.py", "stages/conditioning.py", "stages/silence.py", "stages/signal_quality.py",
+                    "stages/denoise.py", "stages/features.py", "stages/pitch.py", "stages/frames.py")
+
+
+def _digest(paths: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 @functools.cache
 def code_version() -> str:
     """SHA-256 (16 hex) of the source of the pure packages: any edit to stages/ or aligners/ changes it."""
     root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for package in _CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return _digest([path for package in _CODE_PACKAGES for path in sorted((root / package).rglob("*.py"))], root)
+
+
+@functools.cache
+def acoustic_code_version() -> str:
+    """SHA-256 (16 hex) of ``ACOUSTIC_MODULES``: what the cached audio and features depend on."""
+    root = Path(__file__).resolve().parents[1]
+    return _digest([root / module for module in ACOUSTIC_MODULES], root)
