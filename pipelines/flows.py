@@ -40,13 +40,24 @@ def ingest_flow(config_path: str, dataset: str, out_dir: str) -> prepare.IngestS
 
 @flow(name="shards")
 def shards_flow(config_path: str, out_dir: str, work: list[tuple[str, str, str]]) -> list[dict]:
-    """Process shards ``(dataset, shard, key)`` of every dataset in one parallel pool (the flow's task runner)."""
+    """Process shards ``(dataset, shard, key)`` of every dataset in one parallel pool (the flow's task runner).
+
+    A shard whose task fails after its retry does not stop the run: its utterances go to the ledger as
+    ``shard_failed`` (with the error) and the next run tries the shard again.
+    """
+    logger = get_run_logger()
     artifact = create_progress_artifact(progress=0.0, key="shards-progress", description="shards written")
-    futures = [process_shard_task.submit(config_path, dataset, out_dir, name, key) for dataset, name, key in work]
+    futures = {process_shard_task.submit(config_path, dataset, out_dir, name, key): (dataset, name)
+               for dataset, name, key in work}
     summaries = []
     with progress.bar(total=len(futures), desc="shards", unit="shard") as bar:
-        for future in as_completed(futures):
-            summaries.append(future.result())
+        for future in as_completed(list(futures)):
+            outcome = future.result(raise_on_failure=False)
+            if isinstance(outcome, BaseException):
+                dataset, name = futures[future]
+                logger.error("%s/%s failed: %r; its utterances go to the ledger as shard_failed", dataset, name, outcome)
+                outcome = prepare.fail_shard(config_path, dataset, out_dir, name, repr(outcome)).to_json()
+            summaries.append(outcome)
             bar.update(1)
             update_progress_artifact(artifact, progress=100.0 * len(summaries) / len(futures))
     return summaries

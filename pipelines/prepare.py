@@ -20,7 +20,7 @@ from stages.filters import apply_metadata_filters
 from stages.ingest import ingest_dataset
 from stages.layout import DatasetLayout
 from stages.plan import ShardSpec, load_plan, plan_shards, save_plan
-from stages.process import read_utterances
+from stages.process import ShardSummary, read_utterances, record_failed_shard
 from stages.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA
 from stages.versions import code_version, tool_versions
 
@@ -102,6 +102,12 @@ def align_with_mfa(config_path: str, name: str, out_dir: str, jobs: int) -> str:
     run_mfa_align(corpus, align.mfa_dictionary, align.mfa_acoustic_model, textgrids, jobs=jobs)
     key_path.write_text(digest.hexdigest())
     return str(textgrids)
+
+
+def fail_shard(config_path: str, name: str, out_dir: str, shard: str, detail: str) -> ShardSummary:
+    """Put every utterance of a shard whose task failed into the ledger (see ``record_failed_shard``)."""
+    dataset = load_dataset(config_path, name)
+    return record_failed_shard(DatasetLayout(Path(out_dir), name), shard, dataset.config, detail)
 
 
 def plan_specs(out_dir: str, name: str) -> list[ShardSpec]:

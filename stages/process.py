@@ -216,6 +216,20 @@ def _reject(utt: Utterance, default_stage: str, error: Exception) -> Reject:
     return Reject(utt.utt_id, utt.dataset, where, "internal_error", detail, utt.audio_path)
 
 
+def record_failed_shard(layout: DatasetLayout, name: str, config: StageConfig, detail: str) -> ShardSummary:
+    """Account for a shard whose task failed outright (e.g. its worker was killed): every input goes to the
+    ledger with reason ``shard_failed`` and an empty shard is written. No summary is stored, so the next
+    run processes the shard again."""
+    utterances = read_utterances(layout.shard_inputs(name))
+    rejects = [Reject(u.utt_id, u.dataset, "shard", "shard_failed", detail, u.audio_path) for u in utterances]
+    write_parquet(layout.shard(name), shard_schema(config.features.n_mels).empty_table())
+    write_parquet(layout.shard_rejects(name), rows_to_table([r.to_row() for r in rejects], REJECTS_SCHEMA))
+    RunningStats().save(layout.shard_stats(name))
+    layout.shard_summary(name).unlink(missing_ok=True)
+    return ShardSummary(name=name, key="", num_rows=0, num_rejected=len(rejects), audio_seconds=0.0,
+                        rejects_by_reason={"shard_failed": len(rejects)})
+
+
 def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfig,
                   *, textgrid_dir: Path | None = None) -> ShardSummary:
     """Process the utterances listed in ``layout.shard_inputs(name)``; skip if already done with ``key``."""
