@@ -58,3 +58,26 @@ def normalise(values: np.ndarray, mean: float, std: float) -> np.ndarray:
     if not std > 0:
         raise ValueError(f"std must be positive, got {std}")
     return ((np.asarray(values, dtype=np.float64) - mean) / std).astype(np.float32)
+
+
+def normalise_token_prosody(pitch: np.ndarray, energy: np.ndarray, stats: dict, *, speaker: str | None,
+                            pitch_is_log: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token pitch and energy [N] as z-scores with the statistics of ``stats.json``, float32 [N] each.
+
+    ``speaker``: use that speaker's statistics (``None``: the dataset's global ones). Pitch is compared in
+    log-F0: voiced-mean pitch in Hz is logged first and tokens without voiced frames (0 Hz) stay 0;
+    ``pitch_is_log`` (the interpolated variant) is normalised as it is. Raises ``ValueError`` when the
+    statistics hold no log-F0 or energy for that speaker.
+    """
+    chosen = stats["global"] if speaker is None else stats["speakers"][speaker]
+    log_f0, frame_energy = chosen["log_f0"], chosen["energy"]
+    if log_f0["std"] is None or frame_energy["std"] is None:
+        raise ValueError(f"no log-F0 or energy statistics for speaker {speaker!r}")
+    pitch = np.asarray(pitch, dtype=np.float64)
+    if pitch_is_log:
+        pitch_z = normalise(pitch, log_f0["mean"], log_f0["std"])
+    else:
+        voiced = pitch > 0
+        pitch_z = np.zeros(pitch.shape, dtype=np.float32)
+        pitch_z[voiced] = normalise(np.log(pitch[voiced]), log_f0["mean"], log_f0["std"])
+    return pitch_z, normalise(energy, frame_energy["mean"], frame_energy["std"])

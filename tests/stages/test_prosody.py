@@ -98,3 +98,23 @@ def test_normalise():
     assert normalised.dtype == np.float32 and normalised.tolist() == [-1.0, 0.0, 1.0]
     with pytest.raises(ValueError):
         normalise(np.ones(3), 0.0, 0.0)
+
+
+def test_token_prosody_is_normalised_with_the_speaker_or_global_statistics():
+    from stages.prosody import normalise_token_prosody
+
+    stats = {"global": {"log_f0": {"mean": np.log(100.0), "std": 0.5}, "energy": {"mean": 2.0, "std": 4.0}},
+             "speakers": {"a": {"log_f0": {"mean": np.log(200.0), "std": 0.25}, "energy": {"mean": 1.0, "std": 1.0}},
+                          "silent": {"log_f0": {"mean": None, "std": None}, "energy": {"mean": 1.0, "std": 1.0}}}}
+    pitch_hz, energy = np.array([200.0, 0.0, 100.0]), np.array([2.0, 6.0, 10.0])
+    pitch_z, energy_z = normalise_token_prosody(pitch_hz, energy, stats, speaker=None, pitch_is_log=False)
+    np.testing.assert_allclose(pitch_z, [np.log(2.0) / 0.5, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(energy_z, [0.0, 1.0, 2.0], atol=1e-6)
+    pitch_z, energy_z = normalise_token_prosody(pitch_hz, energy, stats, speaker="a", pitch_is_log=False)
+    np.testing.assert_allclose(pitch_z, [0.0, 0.0, -np.log(2.0) / 0.25], atol=1e-6)
+    np.testing.assert_allclose(energy_z, [1.0, 5.0, 9.0], atol=1e-6)
+    log_pitch = np.log(np.array([100.0, 200.0]))
+    pitch_z, _ = normalise_token_prosody(log_pitch, energy[:2], stats, speaker=None, pitch_is_log=True)
+    np.testing.assert_allclose(pitch_z, [0.0, np.log(2.0) / 0.5], atol=1e-6)
+    with pytest.raises(ValueError, match="silent"):
+        normalise_token_prosody(pitch_hz, energy, stats, speaker="silent", pitch_is_log=False)
