@@ -12,10 +12,12 @@ from stages.schema import check_row_invariants
 from tests.helpers import write_ljspeech
 
 
+TEXTS = {f"T-{i:02d}": f"Sentence number {i} is here." for i in range(6)}
+
+
 @pytest.fixture
 def corpus_config(tmp_path: Path) -> Path:
-    texts = {f"T-{i:02d}": f"Sentence number {i} is here." for i in range(6)}
-    root = write_ljspeech(tmp_path / "LJ", texts, missing=("T-05",))
+    write_ljspeech(tmp_path / "LJ", TEXTS, missing=("T-05",))
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
                       "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}}\n")
@@ -23,7 +25,7 @@ def corpus_config(tmp_path: Path) -> Path:
 
 
 def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness, corpus_config, tmp_path):
-    from pipelines.flows import ttsprep_run
+    from pipelines.flows import process_new_data, ttsprep_run
 
     out = tmp_path / "out"
     counts = ttsprep_run(str(corpus_config), str(out))["tiny"]
@@ -43,3 +45,11 @@ def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness
     again = ttsprep_run(str(corpus_config), str(out))["tiny"]
     assert again == counts
     assert {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir()} == mtimes
+
+    # new data: the trigger flow finds the added file and processes only a new shard
+    assert process_new_data(str(corpus_config), str(out)) == {}
+    write_ljspeech(tmp_path / "LJ", {**TEXTS, "T-06": "A late addition."}, missing=("T-05",))
+    grown = process_new_data(str(corpus_config), str(out))["tiny"]
+    assert grown["inputs"] == 7 and grown["kept"] == counts["kept"] + 1
+    assert {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir() if p in mtimes} == mtimes
+    assert len(list((out / "tiny" / "shards").iterdir())) == len(mtimes) + 1
