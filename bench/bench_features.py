@@ -1,10 +1,12 @@
 """Benchmark: x realtime per core of ``stages.features.extract_features`` (one thread).
 
-Variants: mel + energy only (no pitch, no denoise), + spectral gate, + gate + DIO (speed 1, 2, 4),
-+ gate + Harvest, and the noisereduce package instead of the gate. x realtime = audio seconds per CPU
-second (``time.process_time``), median of ``--passes`` passes over the whole corpus after one warm-up
-pass (Harvest: ``--harvest-clips`` clips, one pass). Decoding is excluded. The corpus is the LJSpeech
-clips in ``../shared/corpora`` when present, else espeak-ng sentences (tone bursts without espeak-ng).
+Variants: mel + energy only (no pitch, no denoise), + spectral gate, + gate + DIO + StoneMask (at the
+input rate, and at the default 8 kHz ``f0_sample_rate`` with DIO speed 1 and 2), + gate + Harvest, and the
+noisereduce package instead of the gate. glibc keeps freed memory, as in ``bench/bench_pipeline.py``.
+x realtime = audio seconds per CPU second (``time.process_time``), median of ``--passes`` passes over the
+whole corpus after one warm-up pass (Harvest: ``--harvest-clips`` clips, one pass). Decoding is excluded.
+The corpus is the LJSpeech clips in ``../shared/corpora`` when present, else espeak-ng sentences (tone
+bursts without espeak-ng). For the whole per-utterance path see ``bench/bench_pipeline.py``.
 
     python bench/bench_features.py
     python bench/bench_features.py --wavs /data/LJSpeech-1.1/wavs --limit 50 --passes 5
@@ -30,6 +32,7 @@ import soundfile as sf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_pipeline import keep_freed_memory  # noqa: E402
 from stages.config import DenoiseConfig, FeatureConfig  # noqa: E402
 from stages.features import extract_features  # noqa: E402
 
@@ -41,9 +44,9 @@ VARIANTS = {
     "mel+energy (no pitch, no denoise)": (FeatureConfig(f0_method="none"), DenoiseConfig(method="none")),
     "gate + mel + energy": (FeatureConfig(f0_method="none"), DenoiseConfig()),
     "noisereduce + mel + energy": (FeatureConfig(f0_method="none"), DenoiseConfig(method="noisereduce")),
-    "gate + DIO speed 1 + StoneMask": (FeatureConfig(dio_speed=1), DenoiseConfig()),
-    "gate + DIO speed 2 + StoneMask": (FeatureConfig(dio_speed=2), DenoiseConfig()),
-    "gate + DIO speed 4 + StoneMask": (FeatureConfig(dio_speed=4), DenoiseConfig()),
+    "gate + DIO speed 2 at the input rate": (FeatureConfig(f0_sample_rate=None), DenoiseConfig()),
+    "gate + DIO speed 1 at 8 kHz": (FeatureConfig(dio_speed=1), DenoiseConfig()),
+    "gate + DIO speed 2 at 8 kHz (default)": (FeatureConfig(), DenoiseConfig()),
     "gate + Harvest": (FeatureConfig(f0_method="harvest"), DenoiseConfig()),
 }
 
@@ -87,15 +90,13 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=19, help="clips to use")
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--harvest-clips", type=int, default=3)
+    parser.add_argument("--stock-malloc", action="store_true", help="leave glibc's allocator settings alone")
     args = parser.parse_args()
-    try:  # the features do not use torch; pinned anyway in case a dependency pulls in its pool
-        import torch
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    malloc = "glibc defaults" if args.stock_malloc or not keep_freed_memory() else "freed memory kept (mallopt)"
     source, clips = load_corpus(args.wavs, args.limit)
     audio_s = sum(samples.size / rate for samples, rate in clips)
-    print(f"corpus: {source}, {audio_s:.1f} s of audio; one thread; CPU-time x realtime (median / best pass)\n")
+    print(f"corpus: {source}, {audio_s:.1f} s of audio; one thread; allocator: {malloc}; "
+          f"CPU-time x realtime (median / best pass)\n")
     print(f"| {'variant':36s} | {'x realtime':>10s} | {'best':>8s} | {'ms per audio s':>14s} |")
     print(f"|{'-' * 38}|{'-' * 12}:|{'-' * 9}:|{'-' * 15}:|")
     for name, (feature_cfg, denoise) in VARIANTS.items():

@@ -5,6 +5,9 @@
     ttsprep demo [--out demo/]            # synthesise a small corpus with espeak-ng and run the pipeline on it
     ttsprep validate --config datasets.yaml
     ttsprep serve --config datasets.yaml --out out/ --cron '0 3 * * *' [--watch-interval 600]
+    ttsprep train-aligner --config datasets.yaml --out out/ --steps N [--dataset NAME ...] [--batch-size B]
+                          [--device auto|cpu|cuda]   # train the Tacotron 2 aligner, then add its durations
+    ttsprep extract-durations --config datasets.yaml --out out/ [--checkpoint PATH] [--dataset NAME ...]
 
 Exit status: 0 when the run finished (rejected utterances are in the ledger, not errors); 2 when it cannot
 proceed (invalid configuration, output directory locked); 1 on an unexpected failure.
@@ -13,18 +16,47 @@ proceed (invalid configuration, output directory locked); 1 on an unexpected fai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from stages.errors import ConfigError
 
 
-def _quiet_embedded_prefect() -> None:
-    """Defaults for Prefect's embedded server: no telemetry (no network here), a patient start."""
+@contextlib.contextmanager
+def _prefect_api() -> Iterator[None]:
+    """One Prefect API for this command and every process it starts: the server ``PREFECT_API_URL`` names
+    (or a test harness's), else an embedded one started here, with no telemetry (no network here).
+
+    Its URL is exported to the environment for the worker processes: without it each worker of the pool
+    would start an embedded server of its own (~10 s of CPU and ~200 MB each).
+    """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from prefect.settings import get_current_settings
+
+    previous = os.environ.get("PREFECT_API_URL")
+    server = None
+    api_url = get_current_settings().api.url
+    if not api_url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()
+        server.start(timeout=120)
+        api_url = server.api_url
+    os.environ["PREFECT_API_URL"] = api_url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        if server is not None:
+            server.stop()
 
 
 def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] | None,
@@ -32,14 +64,31 @@ def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] 
     from stages.config import load_project
 
     load_project(config)  # validate before starting Prefect: a bad config costs no server start
-    _quiet_embedded_prefect()
     from pipelines import progress
     from pipelines.flows import ttsprep_run
     from pipelines.lock import output_lock
 
     progress.enable(sys.stderr.isatty() or os.environ.get("TTSPREP_PROGRESS") == "1")
-    with output_lock(out):
+    with output_lock(out), _prefect_api():
         return ttsprep_run(str(config.resolve()), str(out.resolve()), datasets, stages, workers, dask_address)
+
+
+def _align(args: argparse.Namespace) -> dict:
+    """``train-aligner`` (train, then extract) or ``extract-durations``, holding the output's lock."""
+    from pipelines import progress
+    from pipelines.aligner_flow import aligner_datasets, extract_durations_flow, train_aligner
+    from pipelines.lock import output_lock
+    from train.tacotron2_trainer import resolve_device
+
+    progress.enable(sys.stderr.isatty() or os.environ.get("TTSPREP_PROGRESS") == "1")
+    config, out = str(args.config.resolve()), str(args.out.resolve())
+    aligner_datasets(config, out, args.dataset)  # refuse before starting Prefect
+    resolve_device(args.device)
+    with output_lock(args.out), _prefect_api():
+        if args.command == "train-aligner":
+            return train_aligner(config, out, args.dataset, args.steps, args.batch_size, args.device)
+        return extract_durations_flow(config, out, args.dataset, args.checkpoint and str(args.checkpoint.resolve()),
+                                      args.device, args.batch_size)
 
 
 def _print_counts(results: dict, out: Path) -> None:
@@ -76,6 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="check a datasets.yaml without processing anything")
     validate.add_argument("--config", type=Path, default=Path("datasets.yaml"))
 
+    for name, help_text in [("train-aligner", "train the Tacotron 2 aligner on the shards, then add its durations"),
+                             ("extract-durations", "add the durations of a trained Tacotron 2 aligner to the shards")]:
+        aligner = commands.add_parser(name, help=help_text)
+        aligner.add_argument("--config", type=Path, default=Path("datasets.yaml"))
+        aligner.add_argument("--out", type=Path, required=True)
+        aligner.add_argument("--dataset", action="append", help="only this dataset (repeatable; default: every "
+                                                                "dataset with align.method tacotron2)")
+        aligner.add_argument("--batch-size", type=int, default=16)
+        aligner.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                             help="auto: CUDA with mixed precision when present, else the CPU")
+        if name == "train-aligner":
+            aligner.add_argument("--steps", type=int, required=True, help="batches in total (a re-run resumes)")
+        else:
+            aligner.add_argument("--checkpoint", type=Path, help="default: the latest in OUT/tacotron2-aligner")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
@@ -86,15 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "run":
             _print_counts(_run(args.config, args.out, args.dataset, args.stages, args.workers, args.dask_address),
                           args.out)
+        elif args.command in ("train-aligner", "extract-durations"):
+            _print_counts(_align(args), args.out)
         elif args.command == "serve":
             from stages.config import load_project
 
             load_project(args.config)
-            _quiet_embedded_prefect()
             from pipelines.serve import serve_pipeline
 
-            serve_pipeline(str(args.config.resolve()), str(args.out.resolve()), cron=args.cron,
-                           interval_s=args.interval, watch_interval_s=args.watch_interval, workers=args.workers)
+            with _prefect_api():
+                serve_pipeline(str(args.config.resolve()), str(args.out.resolve()), cron=args.cron,
+                               interval_s=args.interval, watch_interval_s=args.watch_interval,
+                               workers=args.workers)
         elif args.command == "demo":
             from stages.demo_corpus import write_demo_config, write_demo_corpus
 

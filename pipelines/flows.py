@@ -16,6 +16,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from pipelines import notify, prepare, progress, watch
+from pipelines.lock import output_lock
 from pipelines.tasks import (finalize_task, ingest_task, mfa_task, pairs_task, process_shard_task, report_task,
                              single_threaded_numerics)
 from stages.config import load_project
@@ -103,10 +104,17 @@ def ttsprep_run(config_path: str, out_dir: str, datasets: list[str] | None = Non
     """Run the chosen ``stages`` (default all) for the chosen ``datasets`` (default all in the config).
 
     Shards of every dataset share one pool of ``workers`` processes (default: every core), or the Dask
-    cluster at ``dask_address``; shards already complete with the same key are not resubmitted.
+    cluster at ``dask_address``; shards already complete with the same key are not resubmitted. The run
+    holds ``out_dir``'s lock: another run on the same output fails at once, naming the holder.
     """
+    with output_lock(Path(out_dir)):  # re-entrant: the CLI holds it already; served runs take it here
+        return _run_stages(config_path, out_dir, datasets, list(stages or STAGES), workers, dask_address)
+
+
+def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chosen: list[str],
+                workers: int | None, dask_address: str | None) -> dict[str, dict]:
+    """The body of ``ttsprep_run``, run inside it while it holds the output's lock."""
     logger = get_run_logger()
-    chosen = list(stages or STAGES)
     project = load_project(Path(config_path))
     names = [dataset.name for dataset in project.select(datasets)]
     ingested = [ingest_flow(config_path, name, out_dir) for name in names]

@@ -2,7 +2,8 @@
 
 Two deployments: ``ttsprep-run/scheduled`` on a cron or interval schedule, and
 ``process-new-data/new-data`` polling the dataset roots for new or changed files. For work pools and
-workers use ``prefect.yaml`` at the repository root instead (``prefect deploy --all``).
+workers use ``prefect.yaml`` at the repository root instead (``prefect deploy --all``). Runs of a served
+process never overlap (``limit=1``), and every run holds the output directory's lock.
 """
 
 from __future__ import annotations
@@ -20,4 +21,4 @@ def serve_pipeline(config_path: str, out_dir: str, *, cron: str | None, interval
     if watch_interval_s:
         deployments.append(process_new_data.to_deployment(name="new-data", interval=watch_interval_s,
                                                           parameters=parameters, tags=["ttsprep"]))
-    serve(*deployments)
+    serve(*deployments, limit=1)  # one run at a time: a run that comes due meanwhile waits for it

@@ -23,7 +23,10 @@ TASK_OPTIONS = {"cache_policy": NONE, "persist_result": False}
 
 
 def single_threaded_numerics() -> None:
-    """Process-pool initializer: one BLAS/OpenMP thread per worker process, so workers don't oversubscribe."""
+    """Process-pool initializer: one BLAS/OpenMP thread per worker process, so workers don't oversubscribe.
+
+    (``process_shard`` also limits the thread pools already loaded, for bit-identical output.)
+    """
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         os.environ[variable] = "1"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,11 @@ import soundfile as sf
 import soxr
 
 from stages.errors import InvalidAudio
+
+PCM16_FULL_SCALE = 32768.0  # pydub's max_possible_amplitude for 2-byte samples, libsndfile's scale
+#: Decoded sample frames may fall this short of the header's count (two MP3 frames: encoder delay and
+#: padding estimates) before a file counts as truncated.
+TRUNCATION_TOLERANCE_FRAMES = 2 * 1152
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +48,28 @@ def probe_audio(path: Path) -> AudioInfo:
         raise InvalidAudio(f"{path}: invalid header (sample rate {info.samplerate}, channels {info.channels})")
     if info.frames <= 0:
         raise InvalidAudio(f"{path}: holds no samples", reason="empty_audio")
+    if info.format in ("WAV", "WAVEX"):
+        _check_wav_data_size(Path(path))
     return AudioInfo(info.samplerate, info.channels, int(info.frames), f"{info.format}/{info.subtype}")
+
+
+def _check_wav_data_size(path: Path) -> None:
+    """``InvalidAudio(reason="truncated_audio")`` when the RIFF ``data`` chunk declares more bytes than the
+    file holds after it (an interrupted copy); libsndfile would silently decode what is left."""
+    file_bytes = path.stat().st_size
+    with open(path, "rb") as handle:
+        handle.seek(12)  # "RIFF", size, "WAVE"
+        while header := handle.read(8):
+            if len(header) < 8:
+                return
+            chunk_id, chunk_bytes = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk_id == b"data":
+                available = file_bytes - handle.tell()
+                if chunk_bytes not in (0, 0xFFFFFFFF) and chunk_bytes > available:  # 0 / -1: streamed, unknown
+                    raise InvalidAudio(f"{path}: truncated: the header declares {chunk_bytes} bytes of audio "
+                                       f"data, the file holds {available}", reason="truncated_audio")
+                return
+            handle.seek(chunk_bytes + (chunk_bytes & 1), io.SEEK_CUR)  # chunks are padded to even sizes
 
 
 def file_checksum(path: Path, *, chunk_bytes: int = 1 << 20) -> str:
@@ -67,12 +94,18 @@ def check_audio(samples: np.ndarray, what: str) -> np.ndarray:
 def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     """Decode ``path``, downmix to mono and resample to ``sample_rate`` (soxr HQ).
 
-    Returns float32 samples, shape ``[num_samples]``, nominally in [-1, 1]. Raises ``InvalidAudio``.
+    Returns float32 samples, shape ``[num_samples]``, nominally in [-1, 1]. Raises ``InvalidAudio``, with
+    reason ``truncated_audio`` when the decoder stops well short of the header's frame count.
     """
     try:
-        samples, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as audio_file:
+            declared_frames, source_rate = audio_file.frames, audio_file.samplerate
+            samples = audio_file.read(dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise InvalidAudio(f"cannot decode {path}: {exc}") from None
+    if samples.shape[0] < declared_frames - TRUNCATION_TOLERANCE_FRAMES:
+        raise InvalidAudio(f"{path}: truncated: decoded {samples.shape[0]} of the {declared_frames} sample frames "
+                           f"its header declares", reason="truncated_audio")
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     check_audio(mono, str(path))
     if source_rate != sample_rate:
@@ -80,10 +113,30 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Mono samples as int16 PCM ``[num_samples]``: int16 unchanged, floats as ``rint(x * 32768)`` clipped.
+
+    This is libsndfile's own float to PCM-16 conversion (its FLAC and WAV writers), and the inverse of
+    its float decode of a 16-bit file (which divides by 32768).
+    """
+    if samples.dtype == np.int16:
+        return samples
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise TypeError(f"expected int16 PCM or float samples, got {samples.dtype}")
+    scaled = samples * PCM16_FULL_SCALE  # the input's precision (a Python float does not promote)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -32768, 32767, out=scaled)
+    return scaled.astype(np.int16)
+
+
 def encode_flac(samples: np.ndarray, sample_rate: int) -> bytes:
-    """Encode float samples in [-1, 1] as 16-bit FLAC bytes (clipped, lossless for PCM-16)."""
+    """Encode float samples in [-1, 1] (or int16 PCM) as 16-bit FLAC bytes (clipped, lossless for PCM-16).
+
+    The PCM conversion is done here (``to_pcm16``, vectorised): libsndfile's per-sample conversion of
+    float input was a quarter of the encoding time, and gives the same bytes.
+    """
     buffer = io.BytesIO()
-    sf.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+    sf.write(buffer, to_pcm16(samples), sample_rate, format="FLAC", subtype="PCM_16")
     return buffer.getvalue()
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -123,8 +124,12 @@ class FeatureConfig(Strict):
     fmax: float | None = 8000.0
     #: ``none`` writes f0 = 0 and voiced = False on every frame (mel and energy only).
     f0_method: Literal["dio", "harvest", "none"] = "dio"
-    #: pyworld DIO's decimation factor (1 = full rate); StoneMask refines at the full rate afterwards.
-    #: 2 and 4 matched 1 in accuracy on the SPTK references and LJSpeech (bench/bench_features.py for speed).
+    #: DIO + StoneMask analyse the waveform resampled (soxr HQ) to this rate where the input's is higher;
+    #: None: the input's rate. Their cost grows with the rate: at 8 kHz they agree with the 22.05 kHz analysis
+    #: within 1 cent (median, LJSpeech), match the SPTK references as well, and run 3-5x faster. Not Harvest's.
+    f0_sample_rate: int | None = Field(8000, ge=4000)
+    #: pyworld DIO's decimation factor below ``f0_sample_rate`` (1 = none); StoneMask refines at that rate.
+    #: At 8 kHz, 2 (DIO at 4 kHz) matched 1 in accuracy; 4 (2 kHz) loses voicing (bench/bench_features.py).
     dio_speed: int = Field(2, ge=1, le=12)
     f0_floor: float = Field(71.0, gt=0)
     f0_ceil: float = Field(800.0, gt=0)
@@ -269,13 +274,20 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return merged
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, prefix: str = "") -> str:
+    """Each problem as ``<prefix><dotted key path>: <message>``, joined by ``; ``."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        where = prefix + ".".join(str(p) for p in item["loc"])
         message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        parts.append(f"{where}: {message}")
+        parts.append(f"{where or '(top level)'}: {message}")
     return "; ".join(parts)
+
+
+def _dataset_label(source: str, index: int, raw: Any) -> str:
+    """How errors name entry ``index`` (0-based) of ``datasets:``: ``<source>: dataset #1 'lj'``."""
+    name = f" '{raw['name']}'" if isinstance(raw, dict) and "name" in raw else ""
+    return f"{source}: dataset #{index + 1}{name}"
 
 
 def _existing(path: Path | None, base_dir: Path, where: str, *, is_dir: bool) -> Path | None:
@@ -318,13 +330,16 @@ def build_project(data: Any, *, base_dir: Path, source: str = "<memory>") -> Pro
         raise ConfigError(f"{source}: expected a mapping with a 'datasets:' list")
     try:
         parsed = _File.model_validate(data)
-        StageConfig.model_validate(parsed.defaults)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
+    try:
+        StageConfig.model_validate(parsed.defaults)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc, 'defaults.')}") from None
 
     datasets: list[Dataset] = []
     for index, raw in enumerate(parsed.datasets):
-        label = f"{source}: dataset #{index + 1}" + (f" '{raw['name']}'" if isinstance(raw, dict) and "name" in raw else "")
+        label = _dataset_label(source, index, raw)
         if not isinstance(raw, dict):
             raise ConfigError(f"{label}: expected a mapping")
         try:
@@ -344,7 +359,7 @@ def build_project(data: Any, *, base_dir: Path, source: str = "<memory>") -> Pro
         try:
             config = StageConfig.model_validate(_deep_merge(parsed.defaults, entry.stages))
         except ValidationError as exc:
-            raise ConfigError(f"{label}: stages.{_describe(exc)}") from None
+            raise ConfigError(f"{label}: {_describe(exc, 'stages.')}") from None
         config = _resolve_paths(config, base_dir, label)
         datasets.append(Dataset(name=entry.name, importer=entry.importer, root=root.resolve(),
                                 language=entry.language, options=options, config=config))
@@ -355,15 +370,62 @@ def build_project(data: Any, *, base_dir: Path, source: str = "<memory>") -> Pro
     return Project(datasets=datasets, source=source)
 
 
+@dataclass(frozen=True)
+class _RefusedTag:
+    """Stands in for a node whose tag ``yaml.safe_load`` would refuse (``!!python/object``, ``!custom``)."""
+
+    tag: str
+    line: int
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a node with a tag it cannot construct becomes a
+    ``_RefusedTag`` (nothing is built from it) instead of an error, so the error can name its key."""
+
+
+_PlainLoader.add_constructor(None, lambda loader, node: _RefusedTag(node.tag, node.start_mark.line + 1))
+
+
+def _refused_tags(value: Any, keys: tuple = ()) -> Iterator[tuple[tuple, _RefusedTag]]:
+    """``(key path, tag)`` for every ``_RefusedTag`` in parsed YAML (as a value or as a mapping key)."""
+    if isinstance(value, _RefusedTag):
+        yield keys, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _refused_tags(key, keys)
+            yield from _refused_tags(item, keys + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _refused_tags(item, keys + (index,))
+
+
+def _refused_tag_error(source: str, data: Any, keys: tuple, refused: _RefusedTag) -> ConfigError:
+    label, inner = source, keys
+    if len(keys) >= 2 and keys[0] == "datasets" and isinstance(keys[1], int):
+        label, inner = _dataset_label(source, keys[1], data["datasets"][keys[1]]), keys[2:]
+    where = ".".join(str(key) for key in inner)
+    tag = refused.tag.replace("tag:yaml.org,2002:", "!!")
+    return ConfigError(f"{label}: {where + ': ' if where else ''}not valid YAML: the tag '{tag}' (line {refused.line}) is refused; "
+                       f"only plain YAML (mappings, lists, strings, numbers, booleans) is accepted")
+
+
 def load_project(path: Path) -> Project:
-    """Read ``datasets.yaml`` with ``yaml.safe_load`` (no tags that build objects) and validate it."""
+    """Read ``datasets.yaml`` as plain YAML (``yaml.safe_load``'s rules: no tag builds an object), validate it.
+
+    Raises ``ConfigError``; a refused tag is named with the dataset entry and key that hold it.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader; refused tags become markers
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML (only plain YAML is accepted): {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    refused = next(_refused_tags(data), None)
+    if refused is not None:
+        raise _refused_tag_error(str(path), data, *refused)
     return build_project(data, base_dir=path.parent.resolve(), source=str(path))

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import noisereduce
 import numpy as np
-from scipy.ndimage import convolve1d
 from scipy.signal import filtfilt
 from scipy.signal.windows import triang
 
@@ -37,22 +35,23 @@ NOISEREDUCE_N_FFT = 1024
 _EPS = np.finfo(np.float64).eps
 
 
-def spectral_gate(stft: np.ndarray, cfg: DenoiseConfig, sample_rate: int, hop_length: int) -> np.ndarray:
-    """Gain mask float32[n_freq, T] in [0, 1] for the complex STFT ``stft`` complex64[n_freq, T].
+def spectral_gate(magnitude: np.ndarray, cfg: DenoiseConfig, sample_rate: int, hop_length: int) -> np.ndarray:
+    """Gain mask float32[n_freq, T] in [0, 1] for the STFT magnitude ``magnitude`` float32[n_freq, T].
 
     ``n_fft`` is taken as ``2 * (n_freq - 1)``; ``hop_length`` is the STFT's hop in samples.
     """
-    n_fft = 2 * (stft.shape[0] - 1)
-    magnitude = np.abs(stft)
+    n_fft = 2 * (magnitude.shape[0] - 1)
     if cfg.stationary:
         noise_frames = _quietest(np.einsum("ft,ft->t", magnitude, magnitude), cfg.noise_frame_fraction)
-        # Levels in log10 units (dB / 20): the same comparisons as noisereduce's, without the scaling.
-        magnitude += _EPS
-        level = np.log10(magnitude, out=magnitude)
-        np.maximum(level, level.max(axis=1, keepdims=True) - TOP_DB / 20, out=level)
-        noise = level[:, noise_frames]
+        # Levels in log10 units (dB / 20), floored TOP_DB under each bin's peak, as noisereduce's. Only the
+        # noise frames' levels are computed: every bin is compared with the threshold made linear, i.e.
+        # max(log10(m + eps), floor) > threshold  <=>  m + eps > 10 ** threshold  or  floor > threshold.
+        floor = np.log10(magnitude.max(axis=1, keepdims=True) + _EPS) - TOP_DB / 20
+        noise = np.maximum(np.log10(magnitude[:, noise_frames] + _EPS), floor)
         threshold = noise.mean(axis=1, keepdims=True) + cfg.n_std_thresh * noise.std(axis=1, keepdims=True)
-        mask = _blend(np.greater(level, threshold).astype(np.float32), cfg.prop_decrease)
+        passed = np.greater(magnitude, (10.0 ** threshold.astype(np.float64) - _EPS).astype(np.float32))
+        passed |= floor > threshold
+        mask = _blend(passed.astype(np.float32), cfg.prop_decrease)
         return _smooth(mask, cfg, sample_rate, n_fft, hop_length)
     floor = np.maximum(_noise_floor(magnitude, sample_rate, hop_length), _EPS)
     above = np.divide(magnitude - floor, floor, out=floor)
@@ -66,6 +65,8 @@ def denoise_with_noisereduce(samples: np.ndarray, sample_rate: int, cfg: Denoise
     Stationary: its noise clip is the quietest ``noise_frame_fraction`` of the 1024-sample blocks of
     ``samples``, concatenated (none when the fraction is 1, i.e. statistics over the whole signal).
     """
+    import noisereduce  # here, not at the top: it imports torch (~3 s, ~400k objects for the GC to scan)
+
     noise_clip = None
     if cfg.stationary and cfg.noise_frame_fraction < 1 and samples.size >= 2 * NOISEREDUCE_N_FFT:
         blocks = samples[: samples.size // NOISEREDUCE_N_FFT * NOISEREDUCE_N_FFT].reshape(-1, NOISEREDUCE_N_FFT)
@@ -88,6 +89,8 @@ def _quietest(energy: np.ndarray, fraction: float) -> np.ndarray:
 
 def _blend(mask: np.ndarray, prop_decrease: float) -> np.ndarray:
     """``mask * prop_decrease + (1 - prop_decrease)``, in place."""
+    if prop_decrease == 1.0:
+        return mask
     mask *= prop_decrease
     mask += 1.0 - prop_decrease
     return mask
@@ -101,13 +104,39 @@ def _noise_floor(magnitude: np.ndarray, sample_rate: int, hop_length: int) -> np
 
 
 def _smooth(mask: np.ndarray, cfg: DenoiseConfig, sample_rate: int, n_fft: int, hop_length: int) -> np.ndarray:
-    """``mask`` [n_freq, T] convolved with the triangular frequency and time kernels, zeros outside."""
+    """``mask`` float32[n_freq, T] convolved with the triangular frequency and time kernels, zeros outside."""
     freq_kernel, time_kernel = _kernels(cfg.freq_mask_smooth_hz, cfg.time_mask_smooth_ms, sample_rate, n_fft,
                                         hop_length)
     for axis, kernel in enumerate((freq_kernel, time_kernel)):
-        if kernel.size > 1:
-            mask = convolve1d(mask, kernel, axis=axis, mode="constant", cval=0.0)
+        mask = _convolve_axis(mask, kernel, axis)
     return mask
+
+
+def _convolve_axis(values: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` [n_freq, T] convolved along ``axis`` with the odd-length symmetric ``kernel``, zeros outside
+    (``scipy.ndimage.convolve1d(mode="constant")``): one multiply-add per tap on shifted views, in float32,
+    about 1.5x faster than ``convolve1d`` here."""
+    half = kernel.size // 2
+    if half == 0:
+        return values
+    length = values.shape[axis]
+    shape = list(values.shape)
+    shape[axis] += 2 * half
+    # in the input's memory layout (the STFT's is [T, n_freq] in C order), so later products stay contiguous
+    padded = np.zeros(shape, values.dtype, order="F" if values.flags.f_contiguous else "C")
+    if axis == 0:
+        padded[half:half + length] = values
+    else:
+        padded[:, half:half + length] = values
+
+    def shifted(tap: int) -> np.ndarray:
+        return padded[tap:tap + length] if axis == 0 else padded[:, tap:tap + length]
+
+    result = np.multiply(shifted(0), kernel[0])
+    term = np.empty_like(result)
+    for tap in range(1, kernel.size):
+        result += np.multiply(shifted(tap), kernel[tap], out=term)
+    return result
 
 
 @lru_cache(maxsize=16)

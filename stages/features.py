@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-import librosa
 import numpy as np
 import scipy.fft
 import scipy.signal
+from librosa.filters import mel as librosa_mel  # eagerly: librosa would load it lazily, in the first utterance
 
 from stages.audio_io import check_audio
 from stages.config import DenoiseConfig, FeatureConfig
@@ -54,17 +54,27 @@ def extract_features(samples: np.ndarray, sample_rate: int, cfg: FeatureConfig, 
     spectrum = stft(samples, cfg)
     magnitude = np.abs(spectrum)
     if denoise.method == "gate":
-        mask = spectral_gate(spectrum, denoise, sample_rate, cfg.hop_length)
+        mask = spectral_gate(magnitude, denoise, sample_rate, cfg.hop_length)
         magnitude *= mask
         samples = istft(spectrum, cfg, samples.size, gain=mask)
-    mel_basis = mel_filters(sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
-    mel = np.log(np.maximum(magnitude.T @ mel_basis.T, LOG_MEL_FLOOR))
-    energy = np.sqrt(np.einsum("ft,ft->t", magnitude, magnitude))
+    mel, energy = mel_and_energy(magnitude, mel_filters(sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax))
     num_frames = num_frames_for(samples.size, cfg.hop_length)
     f0_floor, f0_ceil = f0_range or (cfg.f0_floor, cfg.f0_ceil)
     f0, voiced = extract_f0(samples, sample_rate, cfg.hop_length, num_frames, method=cfg.f0_method,
-                            f0_floor=f0_floor, f0_ceil=f0_ceil, dio_speed=cfg.dio_speed)
+                            f0_floor=f0_floor, f0_ceil=f0_ceil, dio_speed=cfg.dio_speed,
+                            analysis_rate=cfg.f0_sample_rate)
     return Features(samples=samples, mel=mel, f0=f0, voiced=voiced, energy=energy, num_frames=num_frames)
+
+
+def mel_and_energy(magnitude: np.ndarray, mel_basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel float32[T, n_mels] and energy float32[T] (L2 norm over frequency) of the STFT magnitude
+    float32[n_freq, T], with ``mel_basis`` float32[n_mels, n_freq]. The product skips the bins no mel band
+    covers (above ``fmax = 8 kHz`` at 22.05 kHz: 28 % of them)."""
+    covered = np.flatnonzero(mel_basis.any(axis=0))
+    bins = slice(covered[0], covered[-1] + 1) if covered.size else slice(0, 0)
+    mel = np.log(np.maximum(magnitude[bins].T @ mel_basis[:, bins].T, LOG_MEL_FLOOR))
+    energy = np.sqrt(np.einsum("ft,ft->t", magnitude, magnitude))
+    return mel, energy
 
 
 def stft(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -86,33 +96,49 @@ def istft(spectrum: np.ndarray, cfg: FeatureConfig, num_samples: int, *,
     the summed squared window, as librosa's ``istft(center=True, length=num_samples)``. ``gain``
     float32[n_freq, T] (a denoising mask) multiplies the spectrum block by block, without a full copy."""
     window = analysis_window(cfg.window, cfg.win_length, cfg.n_fft)
-    num_frames, hop_length = spectrum.shape[1], cfg.hop_length
-    signal = _OverlapAdd(num_frames, cfg.n_fft, hop_length)
+    num_frames = spectrum.shape[1]
+    signal = _OverlapAdd(num_frames, cfg.n_fft, cfg.hop_length)
     for start in range(0, num_frames, BLOCK_FRAMES):
         block = spectrum[:, start:start + BLOCK_FRAMES].T
         if gain is not None:
             block = block * gain[:, start:start + BLOCK_FRAMES].T
         frames = scipy.fft.irfft(block, n=cfg.n_fft, axis=-1)
-        signal.add(start, frames * window)
-    window_power = _OverlapAdd(num_frames, cfg.n_fft, hop_length)
-    window_power.add(0, np.broadcast_to(window * window, (num_frames, cfg.n_fft)))
+        frames *= window
+        signal.add(start, frames)
     begin = cfg.n_fft // 2
-    samples, power = signal.samples[begin:begin + num_samples], window_power.samples[begin:begin + num_samples]
+    samples = signal.samples[begin:begin + num_samples]
+    power = _window_power(window, cfg.hop_length, num_frames).ravel()[begin:begin + num_samples]
     return np.divide(samples, power, out=samples, where=power > np.finfo(np.float32).tiny)
 
 
 @lru_cache(maxsize=8)
 def analysis_window(window: str, win_length: int, n_fft: int) -> np.ndarray:
-    """Periodic ``window`` of ``win_length`` taps, zero-padded on both sides to ``n_fft``: float32[n_fft]."""
-    taps = librosa.util.pad_center(scipy.signal.get_window(window, win_length, fftbins=True), size=n_fft)
+    """Periodic ``window`` of ``win_length`` taps, zero-padded on both sides to ``n_fft``: float32[n_fft]
+    (``librosa.util.pad_center``'s placement: ``(n_fft - win_length) // 2`` zeros on the left)."""
+    left = (n_fft - win_length) // 2
+    taps = np.pad(scipy.signal.get_window(window, win_length, fftbins=True), (left, n_fft - win_length - left))
     return _read_only(taps.astype(np.float32))
 
 
 @lru_cache(maxsize=8)
 def mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
     """librosa's Slaney-normalised mel filterbank float32[n_mels, n_fft // 2 + 1] (``fmax=None``: Nyquist)."""
-    basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    basis = librosa_mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     return _read_only(basis.astype(np.float32))
+
+
+def _window_power(window: np.ndarray, hop_length: int, num_frames: int) -> np.ndarray:
+    """The squared ``window`` overlap-added over ``num_frames`` frames, as ``_OverlapAdd`` rows float32[R,
+    hop_length]: row ``r`` sums the window's chunks ``c`` of frames ``r - c`` in ``[0, num_frames)``. Built from
+    the chunks' running sums (one gather) instead of adding the window ``num_frames`` times."""
+    num_chunks = -(-window.size // hop_length)
+    chunks = np.zeros(num_chunks * hop_length, np.float32)
+    chunks[:window.size] = window * window
+    running = np.cumsum(chunks.reshape(num_chunks, hop_length), axis=0)
+    num_rows = num_frames + num_chunks - 1
+    power = running[np.minimum(np.arange(num_rows), num_chunks - 1)]
+    power[num_frames:] -= running[:num_chunks - 1]  # the last rows lack the first chunks' frames
+    return power
 
 
 class _OverlapAdd:

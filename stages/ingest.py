@@ -39,9 +39,12 @@ def utt_id_for(dataset: str, local_id: str) -> str:
 
 def _probe(source: SourceUtterance, dataset: str) -> Utterance | Reject:
     utt_id = utt_id_for(dataset, source.local_id)
-    if not os.path.isfile(source.audio_path):
+    if not os.path.exists(source.audio_path):
         return Reject(utt_id, dataset, STAGE, MISSING_AUDIO, f"audio file not found: {source.audio_path}",
                       source.audio_path)
+    if not os.path.isfile(source.audio_path):
+        return Reject(utt_id, dataset, STAGE, UNREADABLE_AUDIO,
+                      f"{source.audio_path} is not a regular file (a directory or a device)", source.audio_path)
     try:
         info = probe_audio(Path(source.audio_path))
         checksum = file_checksum(Path(source.audio_path))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
 from stages import alignment, text_stage
 from stages.atomic import rows_to_table, write_json, write_parquet
@@ -230,9 +231,15 @@ def record_failed_shard(layout: DatasetLayout, name: str, config: StageConfig, d
                         rejects_by_reason={"shard_failed": len(rejects)})
 
 
+@threadpool_limits.wrap(limits=1)
 def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfig,
                   *, textgrid_dir: Path | None = None) -> ShardSummary:
-    """Process the utterances listed in ``layout.shard_inputs(name)``; skip if already done with ``key``."""
+    """Process the utterances listed in ``layout.shard_inputs(name)``; skip if already done with ``key``.
+
+    Numerics run on one thread, BLAS included: a multi-threaded matrix product rounds differently, and the
+    shard must be bit-identical whoever runs it (a pool worker, a Dask worker, a test in-process).
+    Parallelism comes from one process per shard.
+    """
     if (done := completed_summary(layout, name, key)) is not None:
         return done
     utterances = read_utterances(layout.shard_inputs(name))

@@ -27,19 +27,23 @@ def estimate_snr_db(samples: np.ndarray, sample_rate: int) -> float:
     """
     if samples.size == 0:
         raise InvalidAudio("cannot estimate the SNR of an empty signal", reason="empty_audio")
-    centred = samples.astype(np.float64) - samples.mean(dtype=np.float64)
+    centred = samples - float(samples.mean(dtype=np.float64))  # in the input's precision
     frame_len = min(max(1, round(FRAME_S * sample_rate)), centred.size)  # one frame for clips under 20 ms
     num_frames = centred.size // frame_len
     frames = centred[:num_frames * frame_len].reshape(num_frames, frame_len)
-    powers = np.mean(frames * frames, axis=1)
+    powers = np.einsum("ij,ij->i", frames, frames, dtype=np.float64) / frame_len
     noise_power, speech_power = np.percentile(powers, [NOISE_PERCENTILE, SPEECH_PERCENTILE])
     signal_power = max(speech_power - noise_power, POWER_FLOOR)
     return 10 * math.log10(signal_power / max(noise_power, POWER_FLOOR))
 
 
 def _samples_in_long_runs(mask: np.ndarray, min_run: int) -> int:
-    edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
-    run_lengths = np.nonzero(edges == -1)[0] - np.nonzero(edges == 1)[0]
+    """How many True entries of ``mask`` lie in runs of at least ``min_run`` (work in the True count)."""
+    positions = np.flatnonzero(mask)
+    if positions.size == 0:
+        return 0
+    run_starts = np.flatnonzero(np.diff(positions, prepend=-2) != 1)
+    run_lengths = np.diff(run_starts, append=positions.size)
     return int(run_lengths[run_lengths >= min_run].sum())
 
 

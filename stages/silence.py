@@ -28,22 +28,13 @@ import numpy as np
 import soxr
 import webrtcvad
 
+from stages.audio_io import PCM16_FULL_SCALE, to_pcm16
 from stages.config import SplitConfig, TrimConfig
 from stages.errors import Rejected
 from stages.frames import num_frames_for
 
-PCM16_FULL_SCALE = 32768.0  # pydub's max_possible_amplitude for 2-byte samples
 VAD_SAMPLE_RATE = 16000
 VAD_FRAME_MS = 30
-
-
-def to_pcm16(samples: np.ndarray) -> np.ndarray:
-    """Mono samples as int16 PCM ``[num_samples]``: int16 unchanged, floats as ``rint(x * 32768)`` clipped."""
-    if samples.dtype == np.int16:
-        return samples
-    if not np.issubdtype(samples.dtype, np.floating):
-        raise TypeError(f"expected int16 PCM or float samples, got {samples.dtype}")
-    return np.clip(np.rint(samples * PCM16_FULL_SCALE), -32768, 32767).astype(np.int16)
 
 
 def _length_ms(num_samples: int, sample_rate: int) -> int:

@@ -17,11 +17,15 @@ A batch (``Batch``) holds, for the features the items carry (B utterances, N tok
 
 With ``add_blank`` (Grad-TTS / VITS) the blank id is put between every two tokens and at both ends
 (N tokens -> 2N + 1); blanks get duration 0 and token pitch/energy 0.
+
+Collation costs a constant number of numpy calls per feature and batch plus one row copy per utterance and
+feature (the arrays are views into decoded row groups, so this is the only copy); the invariants are checked
+on length and sum vectors of the whole batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,52 +63,58 @@ class TrainItem:
     audio: bytes | None = None               # FLAC
 
 
-def check_batch_invariants(items: Sequence[TrainItem], reduction_factor: int = 1) -> None:
-    """Raise ``InvariantViolation`` naming the first utterance that breaks a frame-grid invariant.
+def _arrays(items: Sequence[TrainItem], name: str) -> list[np.ndarray] | None:
+    """Every item's ``name`` array, or ``None`` when the first item has none (the feature was not loaded)."""
+    arrays = [getattr(item, name) for item in items]
+    if arrays[0] is None:
+        return None
+    for item, values in zip(items, arrays):
+        if values is None:
+            raise InvariantViolation(f"{item.utt_id}: has no {name} while other utterances of its batch do")
+    return arrays
 
-    Per-frame arrays have ``num_frames`` rows; ``durations`` match the tokens in number and sum to
-    ``num_frames / reduction_factor``.
+
+def _mask(lengths: np.ndarray, width: int) -> np.ndarray:
+    """bool [B, width]: True at positions below each row's length."""
+    return np.arange(width) < lengths[:, None]
+
+
+def _padded(arrays: Sequence[np.ndarray], lengths: np.ndarray, padding_value: float = 0,
+            dtype: np.dtype | None = None) -> np.ndarray:
+    """Stack arrays of lengths ``lengths`` (axis 0) into ``[B, max_length, ...]``, filled with ``padding_value``.
+
+    One copy per row: a slice copy beats a masked scatter of the concatenation for ``[T, n_mels]`` rows.
     """
-    for item in items:
-        for name in FRAME_FEATURES:
-            values = getattr(item, name)
-            if values is not None and len(values) != item.num_frames:
-                raise InvariantViolation(f"{item.utt_id}: {name} has {len(values)} frames, "
-                                         f"expected num_frames={item.num_frames}")
-        if item.durations is None:
-            continue
-        total = int(item.durations.sum())
-        if total * reduction_factor != item.num_frames:
-            raise InvariantViolation(f"{item.utt_id}: durations sum to {total}, expected num_frames / r = "
-                                     f"{item.num_frames} / {reduction_factor}")
-        if item.tokens is not None and len(item.tokens) != len(item.durations):
-            raise InvariantViolation(f"{item.utt_id}: {len(item.tokens)} phonemes but {len(item.durations)} durations")
-
-
-def intersperse(values: np.ndarray, fill: int | float) -> np.ndarray:
-    """``[fill, v0, fill, v1, ..., v(N-1), fill]``: N values -> 2N + 1 (Grad-TTS ``add_blank``)."""
-    out = np.full(2 * len(values) + 1, fill, dtype=values.dtype)
-    out[1::2] = values
+    width = int(lengths.max(initial=0))
+    out = np.empty((len(arrays), width, *arrays[0].shape[1:]), dtype=dtype or arrays[0].dtype)
+    for row, (values, length) in enumerate(zip(arrays, lengths.tolist())):
+        out[row, :length] = values
+        out[row, length:] = padding_value
     return out
 
 
-def _padded(arrays: Sequence[np.ndarray], padding_value: float = 0, dtype: np.dtype | None = None) -> torch.Tensor:
-    """Stack arrays of different lengths (axis 0) into ``[B, max_length, ...]``, filled with ``padding_value``."""
-    lengths = [len(a) for a in arrays]
-    out = np.empty((len(arrays), max(lengths), *arrays[0].shape[1:]), dtype=dtype or arrays[0].dtype)
-    for row, (values, length) in enumerate(zip(arrays, lengths)):
-        out[row, :length] = values
-        out[row, length:] = padding_value
-    return torch.from_numpy(out)
+def _interspersed(padded: np.ndarray, lengths: np.ndarray, fill: int | float, padding_value: int | float) -> np.ndarray:
+    """``[B, N]`` -> ``[B, 2N + 1]``: ``fill`` before, between and after each row's values (row ``b`` keeps
+    ``2 * lengths[b] + 1`` positions), ``padding_value`` after that."""
+    out = np.full((padded.shape[0], 2 * padded.shape[1] + 1), fill, dtype=padded.dtype)
+    out[:, 1::2] = padded
+    out[~_mask(2 * lengths + 1, out.shape[1])] = padding_value
+    return out
 
 
-def _mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.arange(size)[None, :] < lengths[:, None]
+def _raise_first(bad: np.ndarray, utt_ids: Sequence[str], message: Callable[[int], str]) -> None:
+    """Raise ``InvariantViolation`` for the first row where ``bad`` is True (``message(row)`` describes it)."""
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InvariantViolation(f"{utt_ids[row]}: {message(row)}")
 
 
 @dataclass(frozen=True)
 class Collate:
-    """Callable turning ``TrainItem``s into a ``Batch`` (see the module docstring); checks invariants first.
+    """Callable turning ``TrainItem``s into a ``Batch`` (see the module docstring); raises
+    ``InvariantViolation`` naming the first utterance of the batch whose per-frame arrays do not have
+    ``num_frames`` rows, whose durations do not sum to ``num_frames / reduction_factor`` or whose token and
+    duration counts differ.
 
     ``pad_id``/``blank_id`` are the vocabulary's ``<pad>`` and ``<blank>`` ids.
     """
@@ -115,34 +125,47 @@ class Collate:
     blank_id: int = SPECIAL_TOKENS.index("<blank>")
 
     def __call__(self, items: Sequence[TrainItem]) -> Batch:
-        check_batch_invariants(items, self.reduction_factor)
+        utt_ids = [item.utt_id for item in items]
+        num_frames = np.fromiter((item.num_frames for item in items), dtype=np.int64, count=len(items))
+        arrays = {name: found for name in (*FRAME_FEATURES, "tokens", *TOKEN_FEATURES)
+                  if (found := _arrays(items, name)) is not None}
+        lengths = {name: np.fromiter(map(len, values), dtype=np.int64, count=len(items))
+                   for name, values in arrays.items()}
+        for name in FRAME_FEATURES:
+            if name in lengths:
+                _raise_first(lengths[name] != num_frames, utt_ids, lambda row: (
+                    f"{name} has {lengths[name][row]} frames, expected num_frames={num_frames[row]}"))
+        if "tokens" in lengths and "durations" in lengths:
+            _raise_first(lengths["tokens"] != lengths["durations"], utt_ids, lambda row: (
+                f"{lengths['tokens'][row]} phonemes but {lengths['durations'][row]} durations"))
+
         batch: Batch = {
-            "utt_ids": [item.utt_id for item in items],
+            "utt_ids": utt_ids,
             "speaker_ids": torch.tensor([item.speaker_id for item in items], dtype=torch.int64),
             "language_ids": torch.tensor([item.language_id for item in items], dtype=torch.int64),
             "accent_ids": torch.tensor([item.accent_id for item in items], dtype=torch.int64),
+            "mel_lengths": torch.from_numpy(num_frames),
+            "mel_mask": torch.from_numpy(_mask(num_frames, int(num_frames.max()))),
         }
-        batch["mel_lengths"] = torch.tensor([item.num_frames for item in items], dtype=torch.int64)
-        batch["mel_mask"] = _mask(batch["mel_lengths"], int(batch["mel_lengths"].max()))
         for name in FRAME_FEATURES:
-            if getattr(items[0], name) is not None:
-                batch[name] = _padded([self._present(item, name) for item in items])
-        if items[0].tokens is not None:
-            tokens = [self._present(item, "tokens") for item in items]
-            tokens = [intersperse(t, self.blank_id) for t in tokens] if self.add_blank else tokens
-            batch["tokens"] = _padded(tokens, self.pad_id)
-            batch["token_lengths"] = torch.tensor([len(t) for t in tokens], dtype=torch.int64)
-            batch["token_mask"] = _mask(batch["token_lengths"], batch["tokens"].shape[1])
+            if name in arrays:
+                batch[name] = torch.from_numpy(_padded(arrays[name], num_frames))
+        if "tokens" in arrays:
+            token_lengths = lengths["tokens"]
+            tokens = _padded(arrays["tokens"], token_lengths, self.pad_id, dtype=np.int64)
+            if self.add_blank:
+                tokens = _interspersed(tokens, token_lengths, self.blank_id, self.pad_id)
+                token_lengths = 2 * token_lengths + 1
+            batch["tokens"] = torch.from_numpy(tokens)
+            batch["token_lengths"] = torch.from_numpy(token_lengths)
+            batch["token_mask"] = torch.from_numpy(_mask(token_lengths, tokens.shape[1]))
         for name in TOKEN_FEATURES:
-            if getattr(items[0], name) is not None:
-                values = [self._present(item, name) for item in items]
-                values = [intersperse(v, 0) for v in values] if self.add_blank else values
-                batch[name] = _padded(values, dtype=np.int64 if name == "durations" else None)
+            if name in arrays:
+                values = _padded(arrays[name], lengths[name], dtype=np.int64 if name == "durations" else None)
+                batch[name] = torch.from_numpy(_interspersed(values, lengths[name], 0, 0) if self.add_blank else values)
+        if "durations" in batch:
+            total = batch["durations"].sum(1).numpy()
+            r = self.reduction_factor
+            _raise_first(total * r != num_frames, utt_ids, lambda row: (
+                f"durations sum to {total[row]}, expected num_frames / r = {num_frames[row]} / {r}"))
         return batch
-
-    @staticmethod
-    def _present(item: TrainItem, name: str) -> np.ndarray:
-        values = getattr(item, name)
-        if values is None:
-            raise InvariantViolation(f"{item.utt_id}: has no {name} while other utterances of its batch do")
-        return values

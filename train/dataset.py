@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from train.collate import Batch, TrainItem
 from train.sampler import bucket_stream, resolve_rank
 from train.shards import (LIGHT_COLUMNS, ShardSet, SymbolMaps, encode_phonemes, flat_list, lookup_ids, open_shard,
-                          speaker_keys)
+                          row_views, speaker_keys)
 
 #: Feature name -> the shard column holding it.
 FEATURE_COLUMNS = {
@@ -49,25 +49,21 @@ def rows_to_items(table: pa.Table, maps: SymbolMaps, features: Sequence[str]) ->
 
     Arrays are views into one flat array per column; a null list (e.g. no durations) gives ``None``.
     """
-    utt_ids = table.column("utt_id").to_pylist()
-    items = [TrainItem(utt_id, int(frames), int(speaker), int(language), int(accent))
+    items = [TrainItem(utt_id, frames, speaker, language, accent)
              for utt_id, frames, speaker, language, accent in zip(
-                 utt_ids, table.column("num_frames").to_numpy(),
-                 lookup_ids(speaker_keys(table), maps.speakers, "speaker"),
-                 lookup_ids(table.column("language").to_pylist(), maps.languages, "language"),
-                 lookup_ids(table.column("accent").to_pylist(), maps.accents, "accent"))]
+                 table.column("utt_id").to_pylist(), table.column("num_frames").to_pylist(),
+                 lookup_ids(speaker_keys(table), maps.speakers, "speaker").tolist(),
+                 lookup_ids(table.column("language").to_pylist(), maps.languages, "language").tolist(),
+                 lookup_ids(table.column("accent").to_pylist(), maps.accents, "accent").tolist())]
     for feature in features:
         if feature == "audio":
-            for item, audio in zip(items, table.column("audio").to_pylist()):
-                item.audio = audio
-            continue
-        if feature == "tokens":
-            values, offsets, valid = encode_phonemes(table.column("phonemes"), table.column("language"), maps.vocab)
+            views = table.column("audio").to_pylist()
+        elif feature == "tokens":
+            views = row_views(*encode_phonemes(table.column("phonemes"), table.column("language"), maps.vocab))
         else:
-            values, offsets, valid = flat_list(table.column(FEATURE_COLUMNS[feature]))
-        for i, item in enumerate(items):
-            if valid[i]:
-                setattr(item, feature, values[offsets[i]:offsets[i + 1]])
+            views = row_views(*flat_list(table.column(FEATURE_COLUMNS[feature])))
+        for item, view in zip(items, views):
+            setattr(item, feature, view)
     return items
 
 

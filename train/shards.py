@@ -181,8 +181,8 @@ def _valid(array: pa.Array) -> np.ndarray:
 def flat_list(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A list column as ``(values, offsets, valid)``: row ``i`` is ``values[offsets[i]:offsets[i + 1]]``.
 
-    ``values`` is numpy (a fixed-size-list element becomes a 2-D ``[total, size]`` array); ``valid`` is
-    False for null rows.
+    ``values`` is numpy (a fixed-size-list element becomes a 2-D ``[total, size]`` array), a view of the
+    Arrow buffer except for booleans (bit-packed in Arrow); ``valid`` is False for null rows.
     """
     array = _array(column)
     offsets = array.offsets.to_numpy()
@@ -194,12 +194,19 @@ def flat_list(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarra
     return values, offsets, _valid(array)
 
 
+def row_views(values: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> list[np.ndarray | None]:
+    """``flat_list``'s triple as one array view per row (``None`` for a null row)."""
+    return [values[start:end] if present else None
+            for start, end, present in zip(offsets[:-1].tolist(), offsets[1:].tolist(), valid.tolist())]
+
+
 def encode_phonemes(phonemes: pa.ChunkedArray, languages: pa.ChunkedArray,
                     vocab: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token ids of a ``phonemes`` column as ``(ids int64, offsets, valid)`` (see ``flat_list``).
 
-    Each distinct ``(language, token)`` pair is looked up once (``stages.text.vocab.symbol``); symbols
-    missing from ``vocab`` become ``<unk>``.
+    Each ``(language, token)`` pair that occurs is looked up once (``stages.text.vocab.symbol``), through a
+    table indexed by (language code, token code) of the row group's dictionaries; symbols missing from
+    ``vocab`` become ``<unk>``.
     """
     array = _array(phonemes)
     offsets = array.offsets.to_numpy()
@@ -209,10 +216,10 @@ def encode_phonemes(phonemes: pa.ChunkedArray, languages: pa.ChunkedArray,
     token_language = np.repeat(row_language, np.diff(offsets))
     num_tokens = len(tokens.dictionary)
     pairs = token_language.astype(np.int64) * num_tokens + tokens.indices.to_numpy(zero_copy_only=False)
-    unique_pairs, inverse = np.unique(pairs, return_inverse=True)
     token_names = tokens.dictionary.to_pylist()
     language_names = language_codes.dictionary.to_pylist()
     unknown = vocab["<unk>"]
-    lut = np.asarray([vocab.get(symbol(token_names[p % num_tokens], language_names[p // num_tokens]), unknown)
-                      for p in unique_pairs.tolist()], dtype=np.int64)
-    return lut[inverse], offsets - offsets[0], _valid(array)
+    lut = np.zeros(len(language_names) * num_tokens, dtype=np.int64)
+    for pair in np.flatnonzero(np.bincount(pairs, minlength=len(lut))).tolist():
+        lut[pair] = vocab.get(symbol(token_names[pair % num_tokens], language_names[pair // num_tokens]), unknown)
+    return lut[pairs], offsets - offsets[0], _valid(array)

@@ -1,6 +1,7 @@
 """Training a Tacotron 2 aligner on the corpus itself, and extracting durations from it by teacher forcing.
 
-A batch is a dict of padded tensors (the form ``train.collate`` produces)::
+A batch is a dict of padded tensors (the form ``train.collate`` produces; ``shard_batches`` makes them from
+the training shards)::
 
     tokens        int64 [B, N]         token ids, 0-padded
     token_lengths int64 [B]
@@ -16,6 +17,7 @@ with a fresh epoch from ``batches_iterable_factory``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -30,6 +32,9 @@ from models.tacotron2 import Tacotron2, Tacotron2Config, tacotron2_loss
 from stages.atomic import atomic_path
 from stages.config import AlignConfig
 from stages.errors import AlignmentFailed, ConfigError, TtsprepError
+from train.collate import Collate
+from train.dataset import ShardBatches, ShardDataset
+from train.shards import ShardSet, SymbolMaps
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,41 @@ class TrainResult:
     bad_steps: int  # non-finite steps skipped in total
     losses: dict[str, float]  # of the last good step; empty when resumed at max_steps
     checkpoint: Path
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first CUDA device when one is available, else the CPU; ``cpu``, ``cuda`` or ``cuda:N`` as
+    given (``ConfigError`` when CUDA is asked for and absent)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+def shard_batches(shard_set: ShardSet, maps: SymbolMaps, *, batch_size: int, seed: int = 0,
+                  group_size: int = 32) -> Callable[[], Iterable[Batch]]:
+    """A ``batches_iterable_factory`` over training shards: each call is the next shuffled epoch of
+    length-bucketed batches of ``tokens`` and ``mel`` (``group_size`` batches are sorted together)."""
+    batches = ShardBatches(ShardDataset(shard_set, maps, features=("mel", "tokens"), seed=seed),
+                           Collate(reduction_factor=shard_set.reduction_factor), batch_size=batch_size,
+                           group_size=group_size)
+    epochs = itertools.count()
+
+    def next_epoch() -> Iterable[Batch]:
+        batches.set_epoch(next(epochs))
+        return batches
+
+    return next_epoch
+
+
+def load_tacotron2(checkpoint: Path, device: str | torch.device = "cpu") -> Tacotron2:
+    """The model of a checkpoint written by ``train_tacotron2``, on ``device``, in eval mode."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model = Tacotron2(Tacotron2Config(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

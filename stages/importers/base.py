@@ -63,15 +63,17 @@ def escape_problem(local_id: str, relative: str, error: PathEscapesRoot) -> Prob
     return Problem(local_id, PATH_ESCAPES_ROOT, str(error), str(relative))
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, str | Problem]]:
+def read_lines(path: Path, *, id_separator: str | None = None) -> Iterator[tuple[int, str | Problem]]:
     """Yield ``(line_number, text)`` for each non-blank line, or a ``Problem`` for undecodable UTF-8.
 
-    A UTF-8 byte-order mark and CR line ends are tolerated. The Problem's ``local_id`` is
-    ``<file name>:<line number>`` because the line's id cannot be trusted.
+    A UTF-8 byte-order mark and CR line ends are tolerated. The Problem's ``local_id`` is the line's id
+    where lines start with one ended by ``id_separator`` and that id decodes (a Latin-1 line
+    ``LJ001-0001|Café`` gives ``LJ001-0001``), else ``<file name>:<line number>``.
     """
     data = Path(path).read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    name = Path(path).name
     for number, raw in enumerate(data.split(b"\n"), start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
@@ -79,8 +81,18 @@ def read_lines(path: Path) -> Iterator[tuple[int, str | Problem]]:
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, Problem(f"{Path(path).name}:{number}", INVALID_ENCODING,
-                                  f"{Path(path).name} line {number} is not UTF-8: {exc.reason} at byte {exc.start}")
+            yield number, Problem(_line_id(raw, id_separator) or f"{name}:{number}", INVALID_ENCODING,
+                                  f"{name} line {number} is not UTF-8: {exc.reason} at byte {exc.start}")
+
+
+def _line_id(raw: bytes, separator: str | None) -> str | None:
+    """The UTF-8 id before ``separator`` at the start of ``raw``, or None when there is none."""
+    if separator is None or separator.encode() not in raw:
+        return None
+    try:
+        return raw.split(separator.encode(), 1)[0].decode("utf-8").strip() or None
+    except UnicodeDecodeError:
+        return None
 
 
 def read_text_file(path: Path) -> str | Problem:
@@ -104,7 +116,8 @@ def source_utterance(root: Path, relative: str | os.PathLike, *, local_id: str, 
     except PathEscapesRoot as exc:
         return escape_problem(local_id, str(relative), exc)
     if not text.strip():
-        return Problem(local_id, EMPTY_TRANSCRIPT, "the transcript is empty", str(audio))
+        detail = f"the transcript is only whitespace: {text!r}" if text else "the transcript is empty"
+        return Problem(local_id, EMPTY_TRANSCRIPT, detail, str(audio))
     return SourceUtterance(local_id=local_id, audio_path=str(audio), text=text, **fields)
 
 

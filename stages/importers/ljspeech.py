@@ -7,6 +7,8 @@ Layout::
 
 Sample line: ``LJ001-0001|Printing, in the only sense ...|Printing, in the only sense ...``.
 Quotes inside fields are literal (LJ001-0007), so the file is split on ``|`` and never parsed as CSV.
+A line that is not UTF-8 is an ``invalid_encoding`` Problem under its ID; a wav in ``wavs/`` that no line
+names is a ``missing_transcript`` Problem.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from stages.errors import ConfigError
-from stages.importers.base import ImporterOptions, PathEscapesRoot, Problem, escape_problem, read_lines, resolve_inside
+from stages.importers.base import ImporterOptions, Problem, missing_transcript, read_lines, source_utterance
 from stages.records import MALFORMED_METADATA, SourceUtterance
 
 DEFAULT_LANGUAGE = "en"
@@ -30,8 +32,10 @@ def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtteranc
     metadata = root / "metadata.csv"
     if not metadata.is_file():
         raise ConfigError(f"ljspeech: {metadata} not found (root must be the LJSpeech-1.1 folder)")
-    for number, line in read_lines(metadata):
+    listed: set[str] = set()
+    for number, line in read_lines(metadata, id_separator="|"):
         if isinstance(line, Problem):
+            listed.add(line.local_id)
             yield line
             continue
         fields = line.split("|")
@@ -39,12 +43,10 @@ def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtteranc
             yield Problem(f"metadata.csv:{number}", MALFORMED_METADATA, f"line {number}: expected ID|text|normalized")
             continue
         local_id, text = fields[0], fields[1]
-        normalized = fields[2] if len(fields) > 2 and fields[2] else None
-        relative = f"wavs/{local_id}.wav"
-        try:
-            audio = resolve_inside(root, relative)
-        except PathEscapesRoot as exc:
-            yield escape_problem(local_id, relative, exc)
-            continue
-        yield SourceUtterance(local_id=local_id, audio_path=str(audio), text=text, text_normalized=normalized,
-                              speaker=SPEAKER, language=language, gender="female", accent="us")
+        listed.add(local_id)
+        yield source_utterance(root, f"wavs/{local_id}.wav", local_id=local_id, text=text,
+                               text_normalized=fields[2] if len(fields) > 2 and fields[2] else None,
+                               speaker=SPEAKER, language=language, gender="female", accent="us")
+    for audio in sorted((root / "wavs").glob("*.wav")):
+        if audio.stem not in listed:
+            yield missing_transcript(audio.stem, audio, "no line in metadata.csv")

@@ -13,7 +13,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.conditioning import condition_audio, highpass, normalize_loudness, remove_dc
+from stages.conditioning import _loudness_lufs, condition_audio, highpass, normalize_loudness, remove_dc
 from stages.config import AudioConfig, LoudnessConfig, SplitConfig, TrimConfig
 from stages.errors import Rejected
 from stages.signal_quality import clipping_fraction, estimate_snr_db
@@ -75,6 +75,30 @@ def test_highpass_removes_rumble_and_keeps_speech_band():
     middle = slice(2000, -2000)
     assert np.sqrt(np.mean((filtered[middle] - tone[middle]) ** 2)) < 0.02  # 20 Hz down by > 30 dB
     assert highpass(np.ones(5, np.float32), sample_rate, 80.0).size == 5  # shorter than the filter's padding
+
+
+def _pyloudnorm_lufs(samples: np.ndarray, sample_rate: int) -> float:
+    return pyloudnorm.Meter(sample_rate).integrated_loudness(samples.astype(np.float64))
+
+
+def test_loudness_equals_pyloudnorm_on_real_speech(shared_corpora):
+    """The vectorised float32 meter against pyloudnorm's own, on whole clips and odd-length cuts of them."""
+    for name, sample_rate in ((LJ_CLIP, 22050), (ARCTIC_CLIP, 16000)):
+        samples, rate = sf.read(shared_corpora / name, dtype="float32")
+        assert rate == sample_rate
+        for cut_s in (None, 0.4, 0.45, 1.2345):
+            clip = samples if cut_s is None else samples[:int(cut_s * rate) + 1]
+            for gain in (1.0, 1e-3):
+                assert _loudness_lufs(clip * gain, rate) == pytest.approx(_pyloudnorm_lufs(clip * gain, rate), abs=0.01)
+
+
+def test_loudness_equals_pyloudnorm_on_espeak_and_noise(espeak_speech):
+    samples, sample_rate = espeak_speech
+    noise = np.random.default_rng(2).normal(0, 0.1, 12345).astype(np.float32)
+    for clip, rate in ((samples, sample_rate), (noise, 16000), (noise[:6400], 16000)):
+        assert _loudness_lufs(clip, rate) == pytest.approx(_pyloudnorm_lufs(clip, rate), abs=0.01)
+    assert _loudness_lufs(noise[:6399], 16000) == -math.inf  # shorter than one 0.4 s block
+    assert _loudness_lufs(np.zeros(16000, np.float32), 16000) == -math.inf  # every block under -70 LUFS
 
 
 def test_lufs_normalisation_of_real_speech(lj_speech):

@@ -125,12 +125,15 @@ def glide(sample_rate: int, start_hz: float, end_hz: float, duration_s: float = 
     return samples.astype(np.float32), f0
 
 
-@pytest.mark.parametrize("method, dio_speed", [("dio", 1), ("dio", 2), ("dio", 4), ("harvest", 1)])
+@pytest.mark.parametrize("method, dio_speed, analysis_rate", [
+    ("dio", 1, None), ("dio", 2, None), ("dio", 4, None), ("harvest", 1, None), ("dio", 1, 8000), ("dio", 2, 8000)])
 @pytest.mark.parametrize("sample_rate, hop_length, start_hz, end_hz", [(22050, 256, 150, 200), (16000, 80, 300, 450)])
-def test_synthetic_glide_is_recovered_within_2_percent(method, dio_speed, sample_rate, hop_length, start_hz, end_hz):
+def test_synthetic_glide_is_recovered_within_2_percent(method, dio_speed, analysis_rate, sample_rate, hop_length,
+                                                      start_hz, end_hz):
     samples, true_f0 = glide(sample_rate, start_hz, end_hz)
     frames = num_frames_for(samples.size, hop_length)
-    f0, voiced = extract_f0(samples, sample_rate, hop_length, frames, method=method, dio_speed=dio_speed)
+    f0, voiced = extract_f0(samples, sample_rate, hop_length, frames, method=method, dio_speed=dio_speed,
+                            analysis_rate=analysis_rate)
     assert f0.shape == voiced.shape == (frames,) and f0.dtype == np.float32
     expected = true_f0[np.minimum(np.arange(frames) * hop_length, samples.size - 1)]
     inner = slice(frames // 10, frames - frames // 10)  # edges: half-filled analysis windows
@@ -138,14 +141,16 @@ def test_synthetic_glide_is_recovered_within_2_percent(method, dio_speed, sample
     assert np.max(np.abs(f0[inner] / expected[inner] - 1)) < 0.02
 
 
-@pytest.mark.parametrize("method, dio_speed, max_cents, min_voicing", [
-    ("dio", 1, 40.0, 0.85), ("dio", 2, 40.0, 0.85), ("dio", 4, 40.0, 0.85), ("harvest", 1, 40.0, 0.65)])
-def test_f0_agrees_with_sptk_reference_tracks(shared_corpora, method, dio_speed, max_cents, min_voicing):
-    """arctic_a0007 (16 kHz, hop 80, 60-240 Hz) against SPTK RAPT and SWIPE' (values are 16000 / F0)."""
+@pytest.mark.parametrize("method, dio_speed, analysis_rate, max_cents, min_voicing", [
+    ("dio", 1, None, 40.0, 0.85), ("dio", 2, None, 40.0, 0.85), ("dio", 4, None, 40.0, 0.85),
+    ("harvest", 1, None, 40.0, 0.65), ("dio", 1, 8000, 40.0, 0.85), ("dio", 2, 8000, 40.0, 0.85)])
+def test_f0_agrees_with_sptk_reference_tracks(shared_corpora, method, dio_speed, analysis_rate, max_cents, min_voicing):
+    """arctic_a0007 (16 kHz, hop 80, 60-240 Hz) against SPTK RAPT and SWIPE' (values are 16000 / F0), at the
+    file's rate and analysed at 8 kHz (the default ``f0_sample_rate``)."""
     samples, sample_rate = sf.read(shared_corpora / ARCTIC_WAV, dtype="float32")
     frames = num_frames_for(samples.size, 80)
     f0, voiced = extract_f0(samples, sample_rate, 80, frames, method=method, f0_floor=60, f0_ceil=240,
-                            dio_speed=dio_speed)
+                            dio_speed=dio_speed, analysis_rate=analysis_rate)
     for tracker in ("rapt", "swipe"):
         period = np.loadtxt(shared_corpora / ARCTIC_F0.format(tracker))
         reference = np.where(period > 0, sample_rate / np.where(period > 0, period, 1), 0.0)
@@ -157,6 +162,33 @@ def test_f0_agrees_with_sptk_reference_tracks(shared_corpora, method, dio_speed,
         assert np.median(np.abs(1200 * np.log2(ratio))) < max_cents
         assert np.mean(np.abs(ratio - 1) > 0.2) < 0.05  # gross pitch errors
         assert np.mean(voiced[:length] == (ref > 0)) > min_voicing
+
+
+def test_low_analysis_rate_matches_full_rate_on_real_speech(shared_corpora):
+    """LJSpeech (22.05 kHz): DIO + StoneMask analysed at 8 kHz (the default) agrees with the 22.05 kHz analysis."""
+    samples, sample_rate = sf.read(shared_corpora / "ljspeech/LJSpeech-1.1/wavs/LJ001-0001.wav", dtype="float32")
+    frames = num_frames_for(samples.size, 256)
+    full, _ = extract_f0(samples, sample_rate, 256, frames, dio_speed=1)
+    low, _ = extract_f0(samples, sample_rate, 256, frames, dio_speed=2, analysis_rate=8000)
+    both = (full > 0) & (low > 0)
+    assert both.sum() > 300
+    assert np.median(np.abs(1200 * np.log2(low[both] / full[both]))) < 5
+    assert np.mean(np.abs(low[both] / full[both] - 1) > 0.2) < 0.02
+    assert np.mean((full > 0) == (low > 0)) > 0.93
+
+
+@pytest.mark.parametrize("analysis_rate", [None, 16000, 8000])
+def test_f0_frames_stay_on_the_grid_at_any_analysis_rate(analysis_rate):
+    """A step from 150 to 250 Hz at 0.75 s shows at the same frame whatever rate the F0 is analysed at."""
+    sample_rate, hop_length = 22050, 256
+    t = np.arange(int(1.5 * sample_rate)) / sample_rate
+    phase = 2 * np.pi * np.cumsum(np.where(t < 0.75, 150.0, 250.0)) / sample_rate
+    samples = (0.3 * sum(np.sin(k * phase) / k for k in range(1, 6))).astype(np.float32)
+    frames = num_frames_for(samples.size, hop_length)
+    f0, _ = extract_f0(samples, sample_rate, hop_length, frames, dio_speed=1, analysis_rate=analysis_rate)
+    step_frame = round(0.75 * sample_rate / hop_length)  # frame 65 is centred 4 ms after the step
+    assert np.all(np.abs(f0[step_frame - 20:step_frame - 1] - 150) < 3)
+    assert np.all(np.abs(f0[step_frame + 1:step_frame + 20] - 250) < 5)
 
 
 def test_f0_range_override_and_no_pitch():

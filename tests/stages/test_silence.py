@@ -86,10 +86,17 @@ def test_pydub_reading_the_wav_file_sees_the_same_pcm(shared_corpora):
         _pydub_ranges(segment, 250, -42.0, 1)
 
 
-def test_float_conversion_equals_what_encode_flac_stores():
+def test_float_conversion_equals_libsndfile_and_encode_flac():
+    """``to_pcm16`` is libsndfile's own float to PCM-16 conversion (ties to even, clipping), which
+    ``encode_flac`` now does itself before handing int16 to the encoder."""
     samples = np.random.default_rng(3).uniform(-1.1, 1.1, 50_000).astype(np.float32)
+    samples[:6] = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 32767.5], np.float32) / 32768  # rounding ties
+    by_libsndfile = io.BytesIO()
+    sf.write(by_libsndfile, samples, 16000, format="FLAC", subtype="PCM_16")  # float in: libsndfile converts
+    expected, _ = sf.read(io.BytesIO(by_libsndfile.getvalue()), dtype="int16")
     stored, _ = sf.read(io.BytesIO(encode_flac(samples, 16000)), dtype="int16")
-    assert np.array_equal(to_pcm16(samples), stored)
+    assert np.array_equal(to_pcm16(samples), expected)
+    assert np.array_equal(stored, expected)
 
 
 @pytest.mark.parametrize("sample_rate", [8000, 16000, 22050, 44100, 48000])

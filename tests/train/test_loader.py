@@ -19,7 +19,7 @@ import train.dataset
 from stages.errors import InvariantViolation
 from stages.schema import shard_schema
 from stages.text.vocab import build_vocab, symbol
-from train.collate import Collate, TrainItem, intersperse
+from train.collate import Collate, TrainItem
 from train.dataset import ShardBatches, ShardDataset, ShardRowDataset
 from train.sampler import BucketBatchSampler, WeightedBucketBatchSampler, balance_weights
 from train.shards import load_shard_set, load_symbol_maps, read_light_index
@@ -243,9 +243,11 @@ def test_memory_filesystem(toy):
 
 def test_collate_shapes_masks_and_blanks():
     items = [TrainItem("u1", 4, 0, 1, -1, mel=np.ones((4, 3), np.float32), f0=np.arange(4, dtype=np.float32),
-                       voiced=np.array([1, 1, 0, 1], bool), tokens=np.array([7, 8]), durations=np.array([1, 3])),
+                       voiced=np.array([1, 1, 0, 1], bool), tokens=np.array([7, 8]), durations=np.array([1, 3]),
+                       token_pitch=np.array([1.5, 2.5], np.float32)),
              TrainItem("u2", 2, 1, 0, 2, mel=np.full((2, 3), 2, np.float32), f0=np.ones(2, np.float32),
-                       voiced=np.array([1, 0], bool), tokens=np.array([9]), durations=np.array([2]))]
+                       voiced=np.array([1, 0], bool), tokens=np.array([9]), durations=np.array([2]),
+                       token_pitch=np.array([3.5], np.float32))]
     batch = Collate(add_blank=True, blank_id=4, pad_id=0)(items)
     assert batch["mel"].shape == (2, 4, 3) and batch["mel"].dtype == torch.float32
     assert batch["mel_lengths"].tolist() == [4, 2]
@@ -258,16 +260,18 @@ def test_collate_shapes_masks_and_blanks():
     assert batch["durations"].tolist() == [[0, 1, 0, 3, 0], [0, 2, 0, 0, 0]]
     assert batch["durations"].sum(1).tolist() == batch["mel_lengths"].tolist()
     assert batch["speaker_ids"].tolist() == [0, 1] and batch["accent_ids"].tolist() == [-1, 2]
-    assert "energy" not in batch and "token_pitch" not in batch
+    assert batch["token_pitch"].tolist() == [[0, 1.5, 0, 2.5, 0], [0, 3.5, 0, 0, 0]]
+    assert "energy" not in batch and "token_energy" not in batch
     plain = Collate()(items)
     assert plain["tokens"].tolist() == [[7, 8], [9, 0]] and plain["durations"].tolist() == [[1, 3], [2, 0]]
-    assert intersperse(np.array([1.5]), 0).tolist() == [0.0, 1.5, 0.0]
+    assert plain["token_lengths"].tolist() == [2, 1] and plain["token_pitch"].tolist() == [[1.5, 2.5], [3.5, 0]]
 
 
 @pytest.mark.parametrize(("change", "message"), [
     (dict(f0=np.zeros(3, np.float32)), "bad_one: f0 has 3 frames"),
     (dict(durations=np.array([1, 2])), "bad_one: durations sum to 3"),
     (dict(tokens=np.array([5])), "bad_one: 1 phonemes but 2 durations"),
+    (dict(durations=None), "bad_one: has no durations while other utterances of its batch do"),
 ])
 def test_invariant_violation_names_the_utterance(change, message):
     good = TrainItem("good", 4, 0, 0, -1, f0=np.zeros(4, np.float32), tokens=np.array([5, 6]),
