@@ -32,20 +32,20 @@ def _prefect_api() -> Iterator[None]:
     (or a test harness's), else an embedded one started here, with no telemetry (no network here).
 
     Its URL is exported to the environment for the worker processes: without it each worker of the pool
-    would start an embedded server of its own (~10 s of CPU and ~200 MB each).
+    would start an embedded server of its own (~10 s of CPU and ~200 MB each). The embedded server stops
+    when this process exits, after Prefect has sent its last logs and events to it.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     from prefect.settings import get_current_settings
 
     previous = os.environ.get("PREFECT_API_URL")
-    server = None
     api_url = get_current_settings().api.url
     if not api_url:
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()
-        server.start(timeout=120)
+        server.start(timeout=120)  # stopped at exit (Prefect registers that)
         api_url = server.api_url
     os.environ["PREFECT_API_URL"] = api_url
     try:
@@ -55,8 +55,6 @@ def _prefect_api() -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = previous
-        if server is not None:
-            server.stop()
 
 
 def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] | None,
