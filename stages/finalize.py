@@ -75,7 +75,7 @@ def finalize_dataset(layout: DatasetLayout, config: StageConfig, specs: list[Sha
                   "by_split": _hours_by(light, "split")},
         "split_overlap": split_overlap(zip(*(light.column(c).to_pylist() for c in ("split", "speaker", "text")))),
         "features": {**config.features.model_dump(mode="json"), "sample_rate": config.audio.sample_rate,
-                     "reduction_factor": config.align.reduction_factor},
+                     "reduction_factor": config.align.reduction_factor, "token_pitch": config.align.token_pitch},
         "config_hash": config.fingerprint(),
         "code_version": code_version(),
         "tool_versions": tool_versions(),

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from train.collate import Batch, TrainItem
+from train.prosody import ProsodyNormaliser
 from train.sampler import bucket_stream, resolve_rank
 from train.shards import (LIGHT_COLUMNS, ShardSet, SymbolMaps, encode_phonemes, flat_list, lookup_ids, open_shard,
                           row_views, speaker_keys)
@@ -44,10 +45,12 @@ def shard_columns(features: Sequence[str]) -> list[str]:
     return list(LIGHT_COLUMNS) + sorted(needed - set(LIGHT_COLUMNS))
 
 
-def rows_to_items(table: pa.Table, maps: SymbolMaps, features: Sequence[str]) -> list[TrainItem]:
+def rows_to_items(table: pa.Table, maps: SymbolMaps, features: Sequence[str],
+                  prosody: ProsodyNormaliser | None = None) -> list[TrainItem]:
     """One ``TrainItem`` per row of ``table`` (``LIGHT_COLUMNS`` plus the columns of ``features``).
 
     Arrays are views into one flat array per column; a null list (e.g. no durations) gives ``None``.
+    ``prosody``: per-token pitch and energy become z-scores (``train.prosody``).
     """
     items = [TrainItem(utt_id, frames, speaker, language, accent)
              for utt_id, frames, speaker, language, accent in zip(
@@ -64,7 +67,14 @@ def rows_to_items(table: pa.Table, maps: SymbolMaps, features: Sequence[str]) ->
             views = row_views(*flat_list(table.column(FEATURE_COLUMNS[feature])))
         for item, view in zip(items, views):
             setattr(item, feature, view)
+    if prosody is not None:
+        prosody.apply(items, table.column("dataset").to_pylist(), table.column("speaker").to_pylist())
     return items
+
+
+def _check_prosody(prosody: ProsodyNormaliser | None, features: Sequence[str]) -> None:
+    if prosody is not None and not {"token_pitch", "token_energy"} <= set(features):
+        raise ValueError("normalising prosody needs both 'token_pitch' and 'token_energy' in features")
 
 
 def _consumer(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -83,8 +93,10 @@ class ShardDataset(IterableDataset[TrainItem]):
     """
 
     def __init__(self, shard_set: ShardSet, maps: SymbolMaps, *, features: Sequence[str] = DEFAULT_FEATURES,
-                 seed: int = 0, shuffle: bool = True, rank: int | None = None, world_size: int | None = None):
-        self.shard_set, self.maps, self.features = shard_set, maps, tuple(features)
+                 seed: int = 0, shuffle: bool = True, rank: int | None = None, world_size: int | None = None,
+                 prosody: ProsodyNormaliser | None = None):
+        _check_prosody(prosody, features)
+        self.shard_set, self.maps, self.features, self.prosody = shard_set, maps, tuple(features), prosody
         self.columns = shard_columns(self.features)
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.epoch = 0
@@ -120,7 +132,7 @@ class ShardDataset(IterableDataset[TrainItem]):
     def __iter__(self) -> Iterator[TrainItem]:
         for reader, shard, row_group in self.work_units(*_consumer(self.rank, self.world_size)):
             table = reader.read_row_group(row_group, columns=self.columns, use_threads=False)
-            items = rows_to_items(table, self.maps, self.features)
+            items = rows_to_items(table, self.maps, self.features, self.prosody)
             for row in self._order(len(items), shard, row_group):
                 yield items[row]
 
@@ -164,8 +176,10 @@ class ShardRowDataset(Dataset[TrainItem]):
     """
 
     def __init__(self, shard_set: ShardSet, maps: SymbolMaps, light: pa.Table, *,
-                 features: Sequence[str] = DEFAULT_FEATURES, cache_row_groups: int = 8):
-        self.shard_set, self.maps, self.features = shard_set, maps, tuple(features)
+                 features: Sequence[str] = DEFAULT_FEATURES, cache_row_groups: int = 8,
+                 prosody: ProsodyNormaliser | None = None):
+        _check_prosody(prosody, features)
+        self.shard_set, self.maps, self.features, self.prosody = shard_set, maps, tuple(features), prosody
         self.columns = shard_columns(self.features)
         self.shards = light.column("shard").to_numpy()
         self.rows = light.column("row").to_numpy()
@@ -192,7 +206,7 @@ class ShardRowDataset(Dataset[TrainItem]):
             self._cache.move_to_end(key)
         else:
             table = self._files[shard].read_row_group(row_group, columns=self.columns, use_threads=False)
-            self._cache[key] = rows_to_items(table, self.maps, self.features)
+            self._cache[key] = rows_to_items(table, self.maps, self.features, self.prosody)
             if len(self._cache) > self.cache_row_groups:
                 self._cache.popitem(last=False)
         return self._cache[key]

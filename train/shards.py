@@ -59,8 +59,9 @@ def _join(root: str, relative: str) -> str:
     return f"{root.rstrip('/')}/{relative}"
 
 
-def _read_json(url: str) -> dict | None:
-    fs, path = url_to_fs(url)
+def read_json_at(root: str, name: str) -> dict | None:
+    """The JSON file ``name`` under the dataset ``root`` (a path or fsspec URL), or None when absent."""
+    fs, path = url_to_fs(_join(root, name))
     if not fs.exists(path):
         return None
     with fs.open(path, "rb") as handle:
@@ -75,7 +76,7 @@ def load_shard_set(roots: str | Sequence[str]) -> ShardSet:
     num_rows: list[int] = []
     grids = set()
     for root in roots:
-        index = _read_json(_join(root, "index.json"))
+        index = read_json_at(root, "index.json")
         if index is None:
             raise ConfigError(f"{root}: no index.json (is the dataset finalized?)")
         features = index["features"]

@@ -21,6 +21,7 @@ from stages.schema import shard_schema
 from stages.text.vocab import build_vocab, symbol
 from train.collate import Collate, TrainItem
 from train.dataset import ShardBatches, ShardDataset, ShardRowDataset
+from train.prosody import ProsodyNormaliser
 from train.sampler import BucketBatchSampler, WeightedBucketBatchSampler, balance_weights
 from train.shards import load_shard_set, load_symbol_maps, read_light_index
 
@@ -299,3 +300,39 @@ def test_reduction_factor_and_violation_from_a_shard(tmp_path):
     items = ShardDataset(*_loaded(tmp_path / "bad", rows, reduction_factor=2), features=("durations",))
     with pytest.raises(InvariantViolation, match=rows[5]["utt_id"]):
         list(ShardBatches(items, Collate(reduction_factor=2), batch_size=len(rows), group_size=1))
+
+
+@pytest.mark.parametrize("per_speaker, token_pitch", [(True, "voiced_mean"), (False, "interpolated_log")])
+def test_prosody_is_normalised_with_the_datasets_stats(tmp_path, per_speaker, token_pitch):
+    """z-scores with stats.json: per speaker or global; voiced-mean pitch (Hz) is logged first, 0 Hz stays 0,
+    the interpolated variant (already log-F0, as index.json records) is used as it is."""
+    root = tmp_path / "toy"
+    rows = toy_rows(num_shards=1)
+    rows[0][0]["token_pitch"][0] = 0.0  # a token without voiced frames
+    write_dataset(str(root), rows)
+    index = json.loads((root / "index.json").read_text())
+    index["dataset"], index["features"]["token_pitch"] = "toy", token_pitch
+    (root / "index.json").write_text(json.dumps(index))
+    stats = {"global": {"log_f0": {"mean": 5.0, "std": 0.5}, "energy": {"mean": 0.4, "std": 0.2}},
+             "speakers": {name: {"log_f0": {"mean": 4.0 + number, "std": 0.25 * (number + 1)},
+                                 "energy": {"mean": 0.1 * number, "std": 0.3}}
+                          for number, (name, *_) in enumerate(SPEAKERS)}}
+    (root / "stats.json").write_text(json.dumps(stats))
+    shard_set = load_shard_set(str(root))
+    prosody = ProsodyNormaliser.load(shard_set, per_speaker=per_speaker)
+    items = list(ShardDataset(shard_set, load_symbol_maps(shard_set), shuffle=False, prosody=prosody))
+    assert len(items) == ROWS_PER_SHARD
+    for item in items:
+        row = rows[0][int(item.utt_id[-3:])]
+        chosen = stats["speakers"][row["speaker"]] if per_speaker else stats["global"]
+        pitch, energy = np.asarray(row["token_pitch"]), np.asarray(row["token_energy"])
+        if token_pitch == "voiced_mean":
+            with np.errstate(divide="ignore"):
+                expected = np.where(pitch > 0, (np.log(pitch) - chosen["log_f0"]["mean"]) / chosen["log_f0"]["std"], 0)
+        else:
+            expected = (pitch - chosen["log_f0"]["mean"]) / chosen["log_f0"]["std"]
+        np.testing.assert_allclose(item.token_pitch, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(item.token_energy, (energy - chosen["energy"]["mean"]) / chosen["energy"]["std"],
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="token_pitch"):
+        ShardDataset(shard_set, load_symbol_maps(shard_set), features=("mel", "token_energy"), prosody=prosody)
