@@ -61,9 +61,11 @@ def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtteranc
             raise ConfigError(f"aishell3: {content} not found")
         label = f"{subset}/content.txt"
         transcribed: set[str] = set()
-        for number, line in read_lines(content):
+        for number, line in read_lines(content, id_separator="\t", label=label):
             if isinstance(line, Problem):
-                yield dataclasses.replace(line, local_id=f"{label}:{number}")
+                local_id = line.local_id.removesuffix(".wav")
+                transcribed.add(local_id)
+                yield dataclasses.replace(line, local_id=local_id)
                 continue
             name, _, labels = line.partition("\t")
             tokens = labels.split()

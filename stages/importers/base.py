@@ -63,17 +63,20 @@ def escape_problem(local_id: str, relative: str, error: PathEscapesRoot) -> Prob
     return Problem(local_id, PATH_ESCAPES_ROOT, str(error), str(relative))
 
 
-def read_lines(path: Path, *, id_separator: str | None = None) -> Iterator[tuple[int, str | Problem]]:
+def read_lines(path: Path, *, id_separator: str | None = None,
+               label: str | None = None) -> Iterator[tuple[int, str | Problem]]:
     """Yield ``(line_number, text)`` for each non-blank line, or a ``Problem`` for undecodable UTF-8.
 
     A UTF-8 byte-order mark and CR line ends are tolerated. The Problem's ``local_id`` is the line's id
     where lines start with one ended by ``id_separator`` and that id decodes (a Latin-1 line
-    ``LJ001-0001|Café`` gives ``LJ001-0001``), else ``<file name>:<line number>``.
+    ``LJ001-0001|Café`` gives ``LJ001-0001``), else ``<label>:<line number>`` (label: the file name).
+    Importers count that id as transcribed, so its audio is not reported a second time as untranscribed.
     """
     data = Path(path).read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     name = Path(path).name
+    label = label or name
     for number, raw in enumerate(data.split(b"\n"), start=1):
         raw = raw.rstrip(b"\r")
         if not raw.strip():
@@ -81,7 +84,7 @@ def read_lines(path: Path, *, id_separator: str | None = None) -> Iterator[tuple
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, Problem(_line_id(raw, id_separator) or f"{name}:{number}", INVALID_ENCODING,
+            yield number, Problem(_line_id(raw, id_separator) or f"{label}:{number}", INVALID_ENCODING,
                                   f"{name} line {number} is not UTF-8: {exc.reason} at byte {exc.start}")
 
 

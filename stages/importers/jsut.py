@@ -44,9 +44,10 @@ def scan_id_colon_text(root: Path, transcript: Path, wav_dir: Path, *, id_prefix
     """
     label = transcript.relative_to(root).as_posix()
     listed: set[str] = set()
-    for number, line in read_lines(transcript):
+    for number, line in read_lines(transcript, id_separator=":", label=label):
         if isinstance(line, Problem):
-            yield dataclasses.replace(line, local_id=f"{label}:{number}")
+            listed.add(line.local_id)
+            yield dataclasses.replace(line, local_id=id_prefix + line.local_id)
             continue
         utt, colon, text = line.partition(":")
         if not colon or not utt.strip():

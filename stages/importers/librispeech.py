@@ -64,9 +64,10 @@ def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtteranc
             transcript = chapter / f"{speaker}-{chapter.name}.trans.txt"
             label = transcript.relative_to(root).as_posix()
             listed: set[str] = set()
-            for number, line in read_lines(transcript) if transcript.is_file() else ():
+            for number, line in read_lines(transcript, id_separator=" ", label=label) if transcript.is_file() else ():
                 if isinstance(line, Problem):
-                    yield dataclasses.replace(line, local_id=f"{label}:{number}")
+                    listed.add(line.local_id)
+                    yield line
                     continue
                 utt, _, text = line.partition(" ")
                 if not utt:

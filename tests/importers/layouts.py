@@ -39,5 +39,8 @@ def split_items(items: list) -> tuple[dict[str, SourceUtterance], dict[str, Prob
 
 
 def reasons(items: list) -> dict[str, str]:
-    """``{local_id: reason}`` of the Problems in a scan's output."""
-    return {item.local_id: item.reason for item in items if isinstance(item, Problem)}
+    """``{local_id: reason}`` of the Problems in a scan's output; fails if one id is reported twice."""
+    problems = [(item.local_id, item.reason) for item in items if isinstance(item, Problem)]
+    found = dict(problems)
+    assert len(found) == len(problems), f"an id reported more than once: {problems}"
+    return found

@@ -40,7 +40,7 @@ def test_subsets_speakers_and_problems(tmp_path):
         "SSB00050003.wav\t".encode(),                             # no labels at all
         b"SSB00050004.wav\t\xe5\xb9 guang3",                       # invalid UTF-8
         "SSB00050005 广 guang3".encode(),                          # no .wav<TAB>
-    ], wavs=("SSB00050001", "SSB00050006"))
+    ], wavs=("SSB00050001", "SSB00050004", "SSB00050006"))
     write_subset(root, "test", ["SSB00090001.wav\t好 hao3".encode()], wavs=("SSB00090001",))
     items = list(scan(root, Options(), "zh"))
     utterances, _ = split_items(items)
@@ -49,7 +49,7 @@ def test_subsets_speakers_and_problems(tmp_path):
         ("SSB00090001", "好", "hao3", "test", "male", "south", {"age_group": "B"})]
     assert reasons(items) == {
         "train/content.txt:2": "malformed_metadata", "SSB00050003": "empty_transcript",
-        "train/content.txt:4": "invalid_encoding", "train/content.txt:5": "malformed_metadata",
+        "SSB00050004": "invalid_encoding", "train/content.txt:5": "malformed_metadata",
         "SSB00050006": "missing_transcript"}
 
 

@@ -23,7 +23,7 @@ def test_jsut_subsets_and_problems(tmp_path):
                "BASIC5000_0001:水を買う。\nBASIC5000_0002:時刻は12:30です。\nno colon here\nBASIC5000_0003:\n".encode()
                + b"BASIC5000_0004:\xe6\xb0\n")
     write_text(root / "travel1000" / "transcript_utf8.txt", "TRAVEL1000_0001:駅はどこですか。\n")
-    for utt in ("BASIC5000_0001", "BASIC5000_0009"):
+    for utt in ("BASIC5000_0001", "BASIC5000_0004", "BASIC5000_0009"):
         write_audio(root / "basic5000" / "wav" / f"{utt}.wav", sample_rate=48000)
     (root / "lab").mkdir()  # a folder without transcript is not a subset
     items = list(jsut.scan(root, jsut.Options(), "ja"))
@@ -33,7 +33,7 @@ def test_jsut_subsets_and_problems(tmp_path):
         "TRAVEL1000_0001": ("駅はどこですか。", "travel1000")}
     assert reasons(items) == {"basic5000/transcript_utf8.txt:3": "malformed_metadata",
                               "BASIC5000_0003": "empty_transcript",
-                              "basic5000/transcript_utf8.txt:5": "invalid_encoding",
+                              "BASIC5000_0004": "invalid_encoding",  # its wav is not also untranscribed
                               "BASIC5000_0009": "missing_transcript"}
     assert [u.local_id for u in jsut.scan(root, jsut.Options(subsets=["travel1000"]), "ja")] == ["TRAVEL1000_0001"]
     with pytest.raises(ConfigError, match=r"\['voiceactress100'\] not found"):
