@@ -141,8 +141,9 @@ def extract_durations_flow(config_path: str, out_dir: str, datasets: list[str] |
     create_table_artifact(key="aligner-shards", table=table or [{"dataset": "(none)"}],
                           description=f"durations of {checkpoint_path.name}: rows kept and rejected per shard, "
                                       "median attention focus rate and diagonality")
-    counts = {dataset.name: finalize_flow(config_path, dataset.name, out_dir, index["counts"]["inputs"])["counts"]
-              for dataset, index in chosen}
+    indexes = finalize_flow(config_path, out_dir,
+                            {dataset.name: index["counts"]["inputs"] for dataset, index in chosen})
+    counts = {name: index["counts"] for name, index in indexes.items()}
     if failed:
         raise TtsprepError(f"{len(failed)} shard(s) failed, their rows keep no durations: {', '.join(failed)}; "
                            "run again to retry them", reason="shard_failed")

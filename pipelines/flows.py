@@ -32,11 +32,16 @@ def _artifact_key(*parts: str) -> str:
 
 
 @flow(name="ingest")
-def ingest_flow(config_path: str, dataset: str, out_dir: str) -> prepare.IngestSummary:
-    summary = ingest_task(config_path, dataset, out_dir)
-    get_run_logger().info("%s: %d inputs, %d ingested, %d rejected so far, %d shards planned", dataset,
-                          summary.num_inputs, summary.num_ingested, summary.num_rejected, len(summary.shards))
-    return summary
+def ingest_flow(config_path: str, datasets: list[str], out_dir: str) -> list[prepare.IngestSummary]:
+    """Ingest and plan every dataset, concurrently (the work is file I/O and header probes)."""
+    logger = get_run_logger()
+    futures = [ingest_task.with_options(task_run_name=f"ingest-{name}").submit(config_path, name, out_dir)
+               for name in datasets]
+    summaries = [future.result() for future in futures]
+    for summary in summaries:
+        logger.info("%s: %d inputs, %d ingested, %d rejected so far, %d shards planned", summary.dataset,
+                    summary.num_inputs, summary.num_ingested, summary.num_rejected, len(summary.shards))
+    return summaries
 
 
 @flow(name="shards")
@@ -65,10 +70,17 @@ def shards_flow(config_path: str, out_dir: str, work: list[tuple[str, str, str]]
 
 
 @flow(name="finalize")
-def finalize_flow(config_path: str, dataset: str, out_dir: str, num_inputs: int) -> dict:
-    index = finalize_task(config_path, dataset, out_dir, num_inputs)
-    num_pairs = pairs_task(config_path, dataset, out_dir)
-    report = report_task(out_dir, dataset)
+def finalize_flow(config_path: str, out_dir: str, num_inputs: dict[str, int]) -> dict[str, dict]:
+    """Per dataset (``num_inputs``: dataset -> its input count): ledger, statistics and index, voice-conversion
+    pairs, report and artifacts. Returns each dataset's ``index.json``."""
+    return {dataset: _finalize_dataset(config_path, dataset, out_dir, inputs) for dataset, inputs in num_inputs.items()}
+
+
+def _finalize_dataset(config_path: str, dataset: str, out_dir: str, num_inputs: int) -> dict:
+    index = finalize_task.with_options(task_run_name=f"finalize-{dataset}")(config_path, dataset, out_dir,
+                                                                           num_inputs)
+    num_pairs = pairs_task.with_options(task_run_name=f"vc-pairs-{dataset}")(config_path, dataset, out_dir)
+    report = report_task.with_options(task_run_name=f"report-{dataset}")(out_dir, dataset)
     counts = index["counts"]
     create_table_artifact(key=_artifact_key(dataset, "rejects"), description=f"{dataset}: rejects by reason",
                           table=[{"reason": r, "count": n} for r, n in counts["rejected_by_reason"].items()]
@@ -117,7 +129,7 @@ def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chos
     logger = get_run_logger()
     project = load_project(Path(config_path))
     names = [dataset.name for dataset in project.select(datasets)]
-    ingested = [ingest_flow(config_path, name, out_dir) for name in names]
+    ingested = ingest_flow(config_path, names, out_dir)
     table = [{"dataset": i.dataset, "inputs": i.num_inputs, "ingested": i.num_ingested,
               "rejected_before_audio": i.num_rejected, "shards": len(i.shards)} for i in ingested]
     if "shards" in chosen:
@@ -130,12 +142,14 @@ def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chos
             shards_flow.with_options(task_runner=_task_runner(workers, dask_address))(config_path, out_dir, work)
     results: dict[str, dict] = {row["dataset"]: row for row in table}
     if "finalize" in chosen and "shards" in chosen:
-        for row, summary in zip(table, ingested):
-            index = finalize_flow(config_path, summary.dataset, out_dir, summary.num_inputs)
+        indexes = finalize_flow(config_path, out_dir, {summary.dataset: summary.num_inputs for summary in ingested})
+        roots = {dataset.name: dataset.root for dataset in project.datasets}
+        for row in table:
+            index = indexes[row["dataset"]]
             row.update(kept=index["counts"]["kept"], rejected=index["counts"]["rejected"],
                        hours=index["hours"]["total"])
-            results[summary.dataset] = index["counts"]
-            watch.record_snapshot(project.select([summary.dataset])[0].root, Path(out_dir), summary.dataset)
+            results[row["dataset"]] = index["counts"]
+            watch.record_snapshot(roots[row["dataset"]], Path(out_dir), row["dataset"])
         write_symbol_maps(Path(out_dir))
     create_table_artifact(key="ttsprep-counts", table=table, description="utterances per dataset and stage")
     return results
