@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact, \
     update_progress_artifact
@@ -39,8 +41,9 @@ def ingest_flow(config_path: str, datasets: list[str], out_dir: str) -> list[pre
                for name in datasets]
     summaries = [future.result() for future in futures]
     for summary in summaries:
-        logger.info("%s: %d inputs, %d ingested, %d rejected so far, %d shards planned", summary.dataset,
-                    summary.num_inputs, summary.num_ingested, summary.num_rejected, len(summary.shards))
+        logger.info("%s: %d inputs, %d ingested (%d unchanged files not re-read), %d rejected so far, %d shards "
+                    "planned", summary.dataset, summary.num_inputs, summary.num_ingested, summary.num_cached_probes,
+                    summary.num_rejected, len(summary.shards))
     return summaries
 
 
@@ -73,14 +76,30 @@ def shards_flow(config_path: str, out_dir: str, work: list[tuple[str, str, str]]
 def finalize_flow(config_path: str, out_dir: str, num_inputs: dict[str, int]) -> dict[str, dict]:
     """Per dataset (``num_inputs``: dataset -> its input count): ledger, statistics and index, voice-conversion
     pairs, report and artifacts. Returns each dataset's ``index.json``."""
-    return {dataset: _finalize_dataset(config_path, dataset, out_dir, inputs) for dataset, inputs in num_inputs.items()}
+    return {dataset: _finalize_dataset(config_path, dataset, out_dir, inputs)
+            for dataset, inputs in num_inputs.items()}
 
 
 def _finalize_dataset(config_path: str, dataset: str, out_dir: str, num_inputs: int) -> dict:
-    index = finalize_task.with_options(task_run_name=f"finalize-{dataset}")(config_path, dataset, out_dir,
-                                                                           num_inputs)
-    num_pairs = pairs_task.with_options(task_run_name=f"vc-pairs-{dataset}")(config_path, dataset, out_dir)
-    report = report_task.with_options(task_run_name=f"report-{dataset}")(out_dir, dataset)
+    """Finalize one dataset, unless its last finalize had the same inputs (``prepare.finalize_key``)."""
+    key = prepare.finalize_key(config_path, dataset, out_dir, num_inputs)
+    index = prepare.finalized_index(out_dir, dataset, key)
+    if index is None:
+        index = finalize_task.with_options(task_run_name=f"finalize-{dataset}")(config_path, dataset, out_dir,
+                                                                               num_inputs)
+        pairs_task.with_options(task_run_name=f"vc-pairs-{dataset}")(config_path, dataset, out_dir)
+        report_task.with_options(task_run_name=f"report-{dataset}")(out_dir, dataset)
+        prepare.record_finalized(out_dir, dataset, key)
+    else:
+        get_run_logger().info("%s: shards, ledger and settings unchanged: index, pairs and report kept", dataset)
+    _dataset_artifacts(dataset, out_dir, index)
+    return index
+
+
+def _dataset_artifacts(dataset: str, out_dir: str, index: dict) -> None:
+    """The rejects table and the markdown summary (with the report's link) of one dataset."""
+    layout = DatasetLayout(Path(out_dir), dataset)
+    num_pairs = pq.ParquetFile(layout.pairs).metadata.num_rows if layout.pairs.is_file() else 0
     counts = index["counts"]
     create_table_artifact(key=_artifact_key(dataset, "rejects"), description=f"{dataset}: rejects by reason",
                           table=[{"reason": r, "count": n} for r, n in counts["rejected_by_reason"].items()]
@@ -89,8 +108,7 @@ def _finalize_dataset(config_path: str, dataset: str, out_dir: str, num_inputs: 
         f"# {dataset}\n\n* inputs: {counts['inputs']}\n* kept: {counts['kept']} "
         f"({index['hours']['total']:.3f} h)\n* rejected: {counts['rejected']}\n"
         f"* shards: {len(index['shards'])}\n* voice-conversion pairs: {num_pairs}\n"
-        f"* report: [report.html]({Path(report).resolve().as_uri()})\n"))
-    return index
+        f"* report: [report.html]({layout.report.resolve().as_uri()})\n"))
 
 
 def _task_runner(workers: int | None, dask_address: str | None):

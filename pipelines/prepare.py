@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aligners.mfa import export_mfa_corpus, run_mfa_align
 from stages.alignment import local_id
-from stages.atomic import rows_to_table, write_parquet
+from stages.atomic import rows_to_table, write_parquet, write_text
 from stages.config import Dataset, load_project
 from stages.filters import apply_metadata_filters
 from stages.ingest import ingest_dataset
@@ -34,6 +34,7 @@ class IngestSummary:
     num_ingested: int
     num_rejected: int
     shards: list[tuple[str, str]]  # (shard name, cache key)
+    num_cached_probes: int = 0  # audio files not re-read: unchanged since the last ingest
 
 
 def load_dataset(config_path: str, name: str) -> Dataset:
@@ -44,7 +45,7 @@ def ingest_and_plan(config_path: str, name: str, out_dir: str) -> IngestSummary:
     """Ingest, filter on metadata, write the manifest and the shard plan with each shard's input list."""
     dataset = load_dataset(config_path, name)
     layout = DatasetLayout(Path(out_dir), name)
-    ingested = ingest_dataset(dataset)
+    ingested = ingest_dataset(dataset, cache_path=layout.probe_cache)
     write_parquet(layout.manifest, rows_to_table([u.to_row() for u in ingested.utterances], MANIFEST_SCHEMA))
     kept, filtered = apply_metadata_filters(ingested.utterances, dataset.config.filter)
     rejects = ingested.rejects + filtered
@@ -59,7 +60,8 @@ def ingest_and_plan(config_path: str, name: str, out_dir: str) -> IngestSummary:
         shards.append((spec.name, spec.key(fingerprint, code_version(), tool_versions())))
     save_plan(layout.plan, specs)
     _remove_stale_shards(layout, {s.name for s in specs})
-    return IngestSummary(name, ingested.num_inputs, len(ingested.utterances), len(rejects), shards)
+    return IngestSummary(name, ingested.num_inputs, len(ingested.utterances), len(rejects), shards,
+                         ingested.num_cached_probes)
 
 
 def _remove_stale_shards(layout: DatasetLayout, current: set[str]) -> None:
@@ -112,6 +114,36 @@ def fail_shard(config_path: str, name: str, out_dir: str, shard: str, detail: st
 
 def plan_specs(out_dir: str, name: str) -> list[ShardSpec]:
     return load_plan(DatasetLayout(Path(out_dir), name).plan)
+
+
+def finalize_key(config_path: str, name: str, out_dir: str, num_inputs: int) -> str:
+    """What finalize (ledger, stats, index, pairs, report) reads: the config, our code, the input count, the
+    ingest ledger's bytes (rewritten by every ingest) and the stamps of the shard files and their ledger and
+    statistics parts (rewritten only when a shard is, by ``ttsprep run`` or the Tacotron 2 aligner)."""
+    layout = DatasetLayout(Path(out_dir), name)
+    digest = hashlib.sha256(json.dumps([load_dataset(config_path, name).config.fingerprint(), code_version(),
+                                        num_inputs]).encode())
+    digest.update(layout.ingest_rejects.read_bytes())
+    for spec in plan_specs(out_dir, name):
+        for path in (layout.shard(spec.name), layout.shard_rejects(spec.name), layout.shard_stats(spec.name)):
+            stat = os.stat(path)
+            digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns} {stat.st_ino}".encode())
+    return digest.hexdigest()
+
+
+def finalized_index(out_dir: str, name: str, key: str) -> dict | None:
+    """``index.json`` when the last finalize of ``name`` completed (report included) with ``key``, else None."""
+    layout = DatasetLayout(Path(out_dir), name)
+    try:
+        if layout.finalize_key.read_text() != key:
+            return None
+        return json.loads(layout.index.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def record_finalized(out_dir: str, name: str, key: str) -> None:
+    write_text(DatasetLayout(Path(out_dir), name).finalize_key, key)
 
 
 def default_workers() -> int:

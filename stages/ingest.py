@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from stages.audio_io import file_checksum, probe_audio
+from stages.audio_io import AudioInfo, file_checksum, probe_audio
 from stages.config import Dataset
 from stages.errors import InvalidAudio
 from stages.importers import IMPORTERS
 from stages.importers.base import Problem
+from stages.probe_cache import FileStamp, ProbeCache, file_stamp
 from stages.records import DUPLICATE_ID, MISSING_AUDIO, UNREADABLE_AUDIO, Reject, SourceUtterance, Utterance
 
 STAGE = "ingest"
@@ -26,6 +27,8 @@ STAGE = "ingest"
 class IngestResult:
     utterances: list[Utterance]
     rejects: list[Reject]
+    #: Audio files whose probe and checksum came from the previous run's ``ProbeCache``.
+    num_cached_probes: int = 0
 
     @property
     def num_inputs(self) -> int:
@@ -37,7 +40,10 @@ def utt_id_for(dataset: str, local_id: str) -> str:
     return f"{dataset}:{local_id}"
 
 
-def _probe(source: SourceUtterance, dataset: str) -> Utterance | Reject:
+def _probe(source: SourceUtterance, dataset: str, cache: ProbeCache | None,
+           probes: dict[str, tuple[FileStamp, AudioInfo, str]]) -> Utterance | Reject:
+    """The Utterance of ``source`` with its audio header and checksum (from ``cache`` when the file is
+    unchanged; each successful probe is recorded in ``probes``), or the Reject saying why not."""
     utt_id = utt_id_for(dataset, source.local_id)
     if not os.path.exists(source.audio_path):
         return Reject(utt_id, dataset, STAGE, MISSING_AUDIO, f"audio file not found: {source.audio_path}",
@@ -46,11 +52,13 @@ def _probe(source: SourceUtterance, dataset: str) -> Utterance | Reject:
         return Reject(utt_id, dataset, STAGE, UNREADABLE_AUDIO,
                       f"{source.audio_path} is not a regular file (a directory or a device)", source.audio_path)
     try:
-        info = probe_audio(Path(source.audio_path))
-        checksum = file_checksum(Path(source.audio_path))
+        stamp = file_stamp(source.audio_path)
+        cached = cache.get(source.audio_path, stamp) if cache is not None else None
+        info, checksum = cached or (probe_audio(Path(source.audio_path)), file_checksum(Path(source.audio_path)))
     except (InvalidAudio, OSError) as exc:
         reason = exc.reason if isinstance(exc, InvalidAudio) and exc.reason != "invalid_audio" else UNREADABLE_AUDIO
         return Reject(utt_id, dataset, STAGE, reason, str(exc), source.audio_path)
+    probes[source.audio_path] = (stamp, info, checksum)
     return Utterance(
         utt_id=utt_id, dataset=dataset, speaker=source.speaker, language=source.language, text=source.text,
         audio_path=source.audio_path, sample_rate=info.sample_rate, channels=info.channels,
@@ -60,9 +68,13 @@ def _probe(source: SourceUtterance, dataset: str) -> Utterance | Reject:
     )
 
 
-def ingest_dataset(dataset: Dataset, *, workers: int = 8,
-                   on_progress: Callable[[int], None] | None = None) -> IngestResult:
-    """Scan ``dataset`` with its importer and probe its audio (I/O-bound: a thread pool of ``workers``)."""
+def ingest_dataset(dataset: Dataset, *, workers: int = 8, on_progress: Callable[[int], None] | None = None,
+                   cache_path: Path | None = None) -> IngestResult:
+    """Scan ``dataset`` with its importer and probe its audio (I/O-bound: a thread pool of ``workers``).
+
+    ``cache_path``: a ``ProbeCache`` file; unchanged files reuse its probes, and it is rewritten with this
+    run's.
+    """
     importer = IMPORTERS[dataset.importer]
     language = dataset.language or importer.DEFAULT_LANGUAGE
     sources: list[SourceUtterance] = []
@@ -79,12 +91,17 @@ def ingest_dataset(dataset: Dataset, *, workers: int = 8,
             seen.add(item.local_id)
             sources.append(item)
     utterances: list[Utterance] = []
+    cache = ProbeCache(cache_path) if cache_path is not None else None
+    probes: dict[str, tuple[FileStamp, AudioInfo, str]] = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(lambda s: _probe(s, dataset.name), sources):
+        for result in pool.map(lambda s: _probe(s, dataset.name, cache, probes), sources):
             (utterances if isinstance(result, Utterance) else rejects).append(result)
             if on_progress:
                 on_progress(1)
-    return IngestResult(utterances, rejects)
+    if cache is None:
+        return IngestResult(utterances, rejects)
+    cache.save(probes)
+    return IngestResult(utterances, rejects, cache.hits)
 
 
 def split_batches(items: Iterable, size: int) -> list[list]:

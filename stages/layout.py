@@ -50,6 +50,16 @@ class DatasetLayout:
         return self.root / "work" / "ingest.rejects.parquet"
 
     @property
+    def probe_cache(self) -> Path:
+        """Audio headers and checksums of the last ingest, reused for unchanged files."""
+        return self.root / "work" / "probes.json"
+
+    @property
+    def finalize_key(self) -> Path:
+        """The inputs' key of the last completed finalize (written after the report)."""
+        return self.root / "work" / "finalize.key"
+
+    @property
     def plan(self) -> Path:
         return self.root / "work" / "plan.json"
 

@@ -41,10 +41,13 @@ def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness
     assert json.loads((out / "tiny" / "stats.json").read_text())["global"]
     assert (out / "tiny" / "report.html").is_file()
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir()}
+    finalized = {name: (out / "tiny" / name).stat().st_mtime_ns for name in ("index.json", "report.html")}
 
     again = ttsprep_run(str(corpus_config), str(out))["tiny"]
     assert again == counts
     assert {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir()} == mtimes
+    # nothing changed: neither the shards nor the index and report are written again
+    assert {name: (out / "tiny" / name).stat().st_mtime_ns for name in finalized} == finalized
 
     # new data: the trigger flow finds the added file and processes only a new shard
     assert process_new_data(str(corpus_config), str(out)) == {}
@@ -53,3 +56,4 @@ def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness
     assert grown["inputs"] == 7 and grown["kept"] == counts["kept"] + 1
     assert {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir() if p in mtimes} == mtimes
     assert len(list((out / "tiny" / "shards").iterdir())) == len(mtimes) + 1
+    assert json.loads((out / "tiny" / "index.json").read_text())["counts"]["kept"] == grown["kept"]  # finalized again

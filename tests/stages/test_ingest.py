@@ -44,3 +44,28 @@ def test_shared_ljspeech_sample(shared_corpora, tmp_path):
     assert by_id["lj:LJ001-0001"].num_samples / 22050 == by_id["lj:LJ001-0001"].duration_s
     assert round(by_id["lj:LJ001-0001"].duration_s, 3) == 9.655
     assert by_id["lj:LJ002-0124"].text.count("£") >= 1
+
+
+def test_unchanged_files_reuse_the_last_probe_and_changed_ones_are_read_again(tmp_path):
+    root = write_ljspeech(tmp_path / "LJ", {"A-1": "one", "A-2": "two", "A-3": "three"})
+    project = build_project({"datasets": [{"name": "lj", "importer": "ljspeech", "root": str(root)}]},
+                            base_dir=tmp_path)
+    cache = tmp_path / "work" / "probes.json"
+    first = ingest_dataset(project.datasets[0], cache_path=cache)
+    second = ingest_dataset(project.datasets[0], cache_path=cache)
+    assert (first.num_cached_probes, second.num_cached_probes) == (0, 3)
+    assert second.utterances == first.utterances
+
+    wav = root / "wavs" / "A-2.wav"
+    data = bytearray(wav.read_bytes())
+    data[-2:] = bytes([data[-2] ^ 1, data[-1]])  # same size, new content (a sample's low bit)
+    wav.write_bytes(bytes(data))
+    (root / "wavs" / "A-3.wav").write_bytes(b"")  # now unreadable: never served from the cache
+    third = ingest_dataset(project.datasets[0], cache_path=cache)
+    assert third.num_cached_probes == 1
+    checksums = {u.utt_id: u.checksum for u in third.utterances}
+    assert checksums["lj:A-2"] != {u.utt_id: u.checksum for u in first.utterances}["lj:A-2"]
+    assert [(r.utt_id, r.reason) for r in third.rejects] == [("lj:A-3", "unreadable_audio")]
+
+    cache.write_text(cache.read_text().replace('"version": "', '"version": "old-'))  # other probing code
+    assert ingest_dataset(project.datasets[0], cache_path=cache).num_cached_probes == 0
