@@ -1,6 +1,6 @@
 """Benchmark: utterances per CPU-second (one core), from Parquet shards to padded, collated batches.
 
-Writes realistic shards first (the pipeline's writer: zstd level 3, 64 rows per row group): 80 mel bins,
+Writes realistic shards first (the pipeline's writer, 64 rows per row group): 80 mel bins,
 2-10 s utterances at hop 256 / 22.05 kHz (173-862 frames), smooth log-mel, f0/energy/voiced, about 12
 phonemes per second with durations. ``audio`` is left null: the loader never reads it unless asked.
 Then reads them with one process and one thread (``num_workers=0``, ``torch.set_num_threads(1)``,
@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from stages.atomic import write_parquet
+from stages.atomic import leaf_paths, write_parquet
 from stages.schema import shard_schema
 from train.collate import Collate
 from train.dataset import DEFAULT_FEATURES, ShardBatches, ShardDataset, shard_columns
@@ -115,23 +115,8 @@ def write_bench_dataset(root: Path, *, num_shards: int, rows_per_shard: int, see
     (root / "index.json").write_text(json.dumps(index))
 
 
-def _non_null_elements(type_: pa.DataType) -> pa.DataType:
-    """``type_`` with the element field of every (fixed-size) list declared non-null, recursively."""
-    if pa.types.is_list(type_) or pa.types.is_fixed_size_list(type_):
-        element = pa.field("element", _non_null_elements(type_.value_type), nullable=False)
-        return pa.list_(element, type_.list_size) if pa.types.is_fixed_size_list(type_) else pa.list_(element)
-    return type_
-
-
-def non_null_elements(table: pa.Table) -> pa.Table:
-    """The table with non-null list elements (same types, only the element fields' nullability differs)."""
-    return table.cast(pa.schema([f.with_type(_non_null_elements(f.type)) for f in table.schema],
-                                metadata=table.schema.metadata))
-
-
 def flat_mel(table: pa.Table) -> pa.Table:
-    """``non_null_elements`` with ``mel`` as ``list<float32 not null>``: each row ``[T * n_mels]``, frame-major."""
-    table = non_null_elements(table)
+    """``mel`` as ``list<float32 not null>``: each row ``[T * n_mels]``, frame-major."""
     mel = table.column("mel").combine_chunks()
     flat = pa.ListArray.from_arrays(pa.array(mel.offsets.to_numpy() * N_MELS, pa.int32()), mel.values.flatten(),
                                     type=pa.list_(pa.field("element", pa.float32(), nullable=False)))
@@ -145,19 +130,6 @@ def blob_mel(table: pa.Table) -> pa.Table:
     blob = pa.BinaryArray.from_buffers(pa.binary(), len(mel), [None, offsets.buffers()[1],
                                                                mel.values.flatten().buffers()[1]])
     return table.set_column(table.schema.get_field_index("mel"), "mel", blob)
-
-
-def leaf_paths(schema: pa.Schema, is_type: Callable[[pa.DataType], bool]) -> list[str]:
-    """Parquet column paths (``mel.list.element.list.element``, ``f0.list.element``) of the leaves whose
-    type satisfies ``is_type``."""
-    paths = []
-    for field in schema:
-        path, type_ = field.name, field.type
-        while pa.types.is_list(type_) or pa.types.is_fixed_size_list(type_):
-            path, type_ = f"{path}.list.element", type_.value_type
-        if is_type(type_):
-            paths.append(path)
-    return paths
 
 
 def split_floats(float_codec: str) -> Callable[[pa.Schema], dict]:
@@ -175,10 +147,10 @@ def split_floats(float_codec: str) -> Callable[[pa.Schema], dict]:
 #: name -> (table transform, writer options for the table's schema (None: the pipeline's writer), whether
 #: the loader reads the layout, i.e. ``mel`` is still ``list<fixed_size_list>``)
 STORAGE_VARIANTS: dict[str, tuple[Callable[[pa.Table], pa.Table] | None, Callable[[pa.Schema], dict] | None, bool]] = {
-    "pipeline writer (zstd 3, dictionary)": (None, None, True),
+    "pipeline writer (floats split, lz4_raw)": (None, None, True),
+    "zstd 3 everywhere (the writer before schema 2)": (None, lambda _: dict(compression="zstd", compression_level=3),
+                                                       True),
     "same schema, floats split, zstd": (None, split_floats("zstd"), True),
-    "same schema, floats split, lz4_raw": (None, split_floats("lz4_raw"), True),
-    "+ non-null list elements, lz4_raw": (non_null_elements, split_floats("lz4_raw"), True),
     "mel list<float32> [T*n_mels], zstd": (flat_mel, split_floats("zstd"), False),
     "mel list<float32> [T*n_mels], lz4_raw": (flat_mel, split_floats("lz4_raw"), False),
     "mel float32 blob (binary), zstd": (blob_mel, split_floats("zstd"), False),

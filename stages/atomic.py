@@ -60,16 +60,16 @@ def write_parquet(path: Path, table: pa.Table, *, row_group_size: int | None = N
     """Write ``table`` as Parquet, atomically: float32 leaves BYTE_STREAM_SPLIT and LZ4 (they decode ~1.5x
     faster than zstd and take less space than plain zstd), the rest zstd at ``compression_level``,
     dictionary encoding for strings only."""
-    floats = _leaf_paths(table.schema, pa.types.is_float32)
-    codecs = {path: "lz4_raw" if path in floats else "zstd" for path in _leaf_paths(table.schema, lambda _: True)}
+    floats = leaf_paths(table.schema, pa.types.is_float32)
+    codecs = {path: "lz4_raw" if path in floats else "zstd" for path in leaf_paths(table.schema, lambda _: True)}
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=row_group_size, compression=codecs or "zstd",
                        compression_level={path: compression_level for path, codec in codecs.items() if codec == "zstd"},
-                       use_dictionary=_leaf_paths(table.schema, pa.types.is_string),
+                       use_dictionary=leaf_paths(table.schema, pa.types.is_string),
                        use_byte_stream_split=floats)
 
 
-def _leaf_paths(schema: pa.Schema, is_type: Callable[[pa.DataType], bool]) -> list[str]:
+def leaf_paths(schema: pa.Schema, is_type: Callable[[pa.DataType], bool]) -> list[str]:
     """Parquet column paths (``f0.list.element``, ``mel.list.element.list.element``) of the leaf columns whose
     type satisfies ``is_type``."""
     paths = []
