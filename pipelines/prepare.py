@@ -126,7 +126,11 @@ def finalize_key(config_path: str, name: str, out_dir: str, num_inputs: int) -> 
     digest.update(layout.ingest_rejects.read_bytes())
     for spec in plan_specs(out_dir, name):
         for path in (layout.shard(spec.name), layout.shard_rejects(spec.name), layout.shard_stats(spec.name)):
-            stat = os.stat(path)
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:  # finalize then runs, and says what is missing
+                digest.update(f"{path.name} missing".encode())
+                continue
             digest.update(f"{path.name} {stat.st_size} {stat.st_mtime_ns} {stat.st_ino}".encode())
     return digest.hexdigest()
 
