@@ -17,7 +17,6 @@ so only the first four separators are split. Audio is not silence-trimmed and ma
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Iterator, Literal, get_args
 
