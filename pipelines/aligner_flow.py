@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
 from pipelines import prepare, progress
-from pipelines.flows import finalize_flow
+from pipelines.flows import finalize_changed
 from pipelines.tasks import TASK_OPTIONS
 from stages.config import Dataset, load_project
 from stages.errors import ConfigError, TtsprepError
@@ -141,8 +141,8 @@ def extract_durations_flow(config_path: str, out_dir: str, datasets: list[str] |
     create_table_artifact(key="aligner-shards", table=table or [{"dataset": "(none)"}],
                           description=f"durations of {checkpoint_path.name}: rows kept and rejected per shard, "
                                       "median attention focus rate and diagonality")
-    indexes = finalize_flow(config_path, out_dir,
-                            {dataset.name: index["counts"]["inputs"] for dataset, index in chosen})
+    indexes = finalize_changed(config_path, out_dir,
+                               {dataset.name: index["counts"]["inputs"] for dataset, index in chosen})
     counts = {name: index["counts"] for name, index in indexes.items()}
     if failed:
         raise TtsprepError(f"{len(failed)} shard(s) failed, their rows keep no durations: {', '.join(failed)}; "

@@ -16,45 +16,13 @@ proceed (invalid configuration, output directory locked); 1 on an unexpected fai
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
 
+from pipelines.prefect_api import PrefectApi
 from stages.errors import ConfigError
-
-
-@contextlib.contextmanager
-def _prefect_api() -> Iterator[None]:
-    """One Prefect API for this command and every process it starts: the server ``PREFECT_API_URL`` names
-    (or a test harness's), else an embedded one started here, with no telemetry (no network here).
-
-    Its URL is exported to the environment for the worker processes: without it each worker of the pool
-    would start an embedded server of its own (~10 s of CPU and ~200 MB each). The embedded server stops
-    when this process exits, after Prefect has sent its last logs and events to it.
-    """
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from prefect.settings import get_current_settings
-
-    previous = os.environ.get("PREFECT_API_URL")
-    api_url = get_current_settings().api.url
-    if not api_url:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        server = SubprocessASGIServer()
-        server.start(timeout=120)  # stopped at exit (Prefect registers that)
-        api_url = server.api_url
-    os.environ["PREFECT_API_URL"] = api_url
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("PREFECT_API_URL", None)
-        else:
-            os.environ["PREFECT_API_URL"] = previous
 
 
 def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] | None,
@@ -62,13 +30,16 @@ def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] 
     from stages.config import load_project
 
     load_project(config)  # validate before starting Prefect: a bad config costs no server start
-    from pipelines import progress
-    from pipelines.flows import ttsprep_run
     from pipelines.lock import output_lock
 
-    progress.enable(sys.stderr.isatty() or os.environ.get("TTSPREP_PROGRESS") == "1")
-    with output_lock(out), _prefect_api():
-        return ttsprep_run(str(config.resolve()), str(out.resolve()), datasets, stages, workers, dask_address)
+    with output_lock(out):
+        api = PrefectApi()  # the embedded server starts now, while the pipeline's modules are imported
+        from pipelines import progress
+        from pipelines.flows import ttsprep_run
+
+        progress.enable(sys.stderr.isatty() or os.environ.get("TTSPREP_PROGRESS") == "1")
+        with api:
+            return ttsprep_run(str(config.resolve()), str(out.resolve()), datasets, stages, workers, dask_address)
 
 
 def _align(args: argparse.Namespace) -> dict:
@@ -82,7 +53,7 @@ def _align(args: argparse.Namespace) -> dict:
     config, out = str(args.config.resolve()), str(args.out.resolve())
     aligner_datasets(config, out, args.dataset)  # refuse before starting Prefect
     resolve_device(args.device)
-    with output_lock(args.out), _prefect_api():
+    with output_lock(args.out), PrefectApi():
         if args.command == "train-aligner":
             return train_aligner(config, out, args.dataset, args.steps, args.batch_size, args.device)
         return extract_durations_flow(config, out, args.dataset, args.checkpoint and str(args.checkpoint.resolve()),
@@ -156,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             load_project(args.config)
             from pipelines.serve import serve_pipeline
 
-            with _prefect_api():
+            with PrefectApi():
                 serve_pipeline(str(args.config.resolve()), str(args.out.resolve()), cron=args.cron,
                                interval_s=args.interval, watch_interval_s=args.watch_interval,
                                workers=args.workers)

@@ -23,8 +23,8 @@ from pipelines.tasks import (finalize_task, ingest_task, mfa_task, pairs_task, p
                              single_threaded_numerics)
 from stages.config import load_project
 from stages.layout import DatasetLayout
-from stages.maps import write_symbol_maps
-from stages.process import completed_summary
+from stages.maps import update_symbol_maps
+from stages.shard_state import completed_summary
 
 STAGES = ("ingest", "shards", "finalize")
 
@@ -76,24 +76,32 @@ def shards_flow(config_path: str, out_dir: str, work: list[tuple[str, str, str]]
 def finalize_flow(config_path: str, out_dir: str, num_inputs: dict[str, int]) -> dict[str, dict]:
     """Per dataset (``num_inputs``: dataset -> its input count): ledger, statistics and index, voice-conversion
     pairs, report and artifacts. Returns each dataset's ``index.json``."""
-    return {dataset: _finalize_dataset(config_path, dataset, out_dir, inputs)
-            for dataset, inputs in num_inputs.items()}
-
-
-def _finalize_dataset(config_path: str, dataset: str, out_dir: str, num_inputs: int) -> dict:
-    """Finalize one dataset, unless its last finalize had the same inputs (``prepare.finalize_key``)."""
-    key = prepare.finalize_key(config_path, dataset, out_dir, num_inputs)
-    index = prepare.finalized_index(out_dir, dataset, key)
-    if index is None:
-        index = finalize_task.with_options(task_run_name=f"finalize-{dataset}")(config_path, dataset, out_dir,
-                                                                               num_inputs)
+    indexes = {}
+    for dataset, inputs in num_inputs.items():
+        key = prepare.finalize_key(config_path, dataset, out_dir, inputs)
+        indexes[dataset] = finalize_task.with_options(task_run_name=f"finalize-{dataset}")(config_path, dataset,
+                                                                                           out_dir, inputs)
         pairs_task.with_options(task_run_name=f"vc-pairs-{dataset}")(config_path, dataset, out_dir)
         report_task.with_options(task_run_name=f"report-{dataset}")(out_dir, dataset)
         prepare.record_finalized(out_dir, dataset, key)
-    else:
+        _dataset_artifacts(dataset, out_dir, indexes[dataset])
+    return indexes
+
+
+def finalize_changed(config_path: str, out_dir: str, num_inputs: dict[str, int]) -> dict[str, dict]:
+    """``finalize_flow`` for the datasets whose shards, ledger or settings changed since their last finalize
+    (``prepare.finalize_key``; no subflow when none did); the others keep their index, pairs and report and
+    get this run's artifacts. Returns each dataset's ``index.json``."""
+    indexes = {dataset: prepare.finalized_index(out_dir, dataset,
+                                                prepare.finalize_key(config_path, dataset, out_dir, inputs))
+               for dataset, inputs in num_inputs.items()}
+    changed = {dataset: num_inputs[dataset] for dataset, index in indexes.items() if index is None}
+    if changed:
+        indexes.update(finalize_flow(config_path, out_dir, changed))
+    for dataset in num_inputs.keys() - changed.keys():
         get_run_logger().info("%s: shards, ledger and settings unchanged: index, pairs and report kept", dataset)
-    _dataset_artifacts(dataset, out_dir, index)
-    return index
+        _dataset_artifacts(dataset, out_dir, indexes[dataset])
+    return indexes
 
 
 def _dataset_artifacts(dataset: str, out_dir: str, index: dict) -> None:
@@ -160,7 +168,7 @@ def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chos
             shards_flow.with_options(task_runner=_task_runner(workers, dask_address))(config_path, out_dir, work)
     results: dict[str, dict] = {row["dataset"]: row for row in table}
     if "finalize" in chosen and "shards" in chosen:
-        indexes = finalize_flow(config_path, out_dir, {summary.dataset: summary.num_inputs for summary in ingested})
+        indexes = finalize_changed(config_path, out_dir, {s.dataset: s.num_inputs for s in ingested})
         roots = {dataset.name: dataset.root for dataset in project.datasets}
         for row in table:
             index = indexes[row["dataset"]]
@@ -168,7 +176,7 @@ def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chos
                        hours=index["hours"]["total"])
             results[row["dataset"]] = index["counts"]
             watch.record_snapshot(roots[row["dataset"]], Path(out_dir), row["dataset"])
-        write_symbol_maps(Path(out_dir))
+        update_symbol_maps(Path(out_dir))
     create_table_artifact(key="ttsprep-counts", table=table, description="utterances per dataset and stage")
     return results
 

@@ -20,7 +20,7 @@ from stages.filters import apply_metadata_filters
 from stages.ingest import ingest_dataset
 from stages.layout import DatasetLayout
 from stages.plan import ShardSpec, load_plan, plan_shards, save_plan
-from stages.process import ShardSummary, read_utterances, record_failed_shard
+from stages.shard_state import ShardSummary, read_utterances, record_failed_shard
 from stages.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA
 from stages.versions import code_version, tool_versions
 
@@ -46,17 +46,17 @@ def ingest_and_plan(config_path: str, name: str, out_dir: str) -> IngestSummary:
     dataset = load_dataset(config_path, name)
     layout = DatasetLayout(Path(out_dir), name)
     ingested = ingest_dataset(dataset, cache_path=layout.probe_cache)
-    write_parquet(layout.manifest, rows_to_table([u.to_row() for u in ingested.utterances], MANIFEST_SCHEMA))
+    manifest = rows_to_table([u.to_row() for u in ingested.utterances], MANIFEST_SCHEMA)
+    write_parquet(layout.manifest, manifest)
     kept, filtered = apply_metadata_filters(ingested.utterances, dataset.config.filter)
     rejects = ingested.rejects + filtered
     write_parquet(layout.ingest_rejects, rows_to_table([r.to_row() for r in rejects], REJECTS_SCHEMA))
     specs = plan_shards(kept, load_plan(layout.plan), dataset.config.shards)
-    by_id = {u.utt_id: u for u in kept}
+    row_of = {u.utt_id: row for row, u in enumerate(ingested.utterances)}
     fingerprint = dataset.config.fingerprint("filter", "audio", "features", "text", "align", "splits")
     shards = []
     for spec in specs:
-        write_parquet(layout.shard_inputs(spec.name),
-                      rows_to_table([by_id[utt_id].to_row() for utt_id, _ in spec.members], MANIFEST_SCHEMA))
+        write_parquet(layout.shard_inputs(spec.name), manifest.take([row_of[utt_id] for utt_id, _ in spec.members]))
         shards.append((spec.name, spec.key(fingerprint, code_version(), tool_versions())))
     save_plan(layout.plan, specs)
     _remove_stale_shards(layout, {s.name for s in specs})

@@ -15,9 +15,7 @@ from prefect.cache_policies import NONE
 from pipelines import prepare
 from stages.finalize import finalize_dataset
 from stages.layout import DatasetLayout
-from stages.process import ShardSummary, process_shard
 from stages.report import write_report
-from stages.vc_pairs import write_pairs
 
 TASK_OPTIONS = {"cache_policy": NONE, "persist_result": False}
 
@@ -38,9 +36,11 @@ def ingest_task(config_path: str, dataset: str, out_dir: str) -> prepare.IngestS
 
 @task(name="process-shard", tags=["cpu"], retries=1, **TASK_OPTIONS)
 def process_shard_task(config_path: str, dataset: str, out_dir: str, shard: str, key: str) -> dict:
+    from stages.process import process_shard  # the signal-processing stack: in the workers, not the flow's process
+
     single_threaded_numerics()
     loaded = prepare.load_dataset(config_path, dataset)
-    summary: ShardSummary = process_shard(DatasetLayout(Path(out_dir), dataset), shard, key, loaded.config,
+    summary = process_shard(DatasetLayout(Path(out_dir), dataset), shard, key, loaded.config,
                                           textgrid_dir=prepare.textgrid_dir(loaded, out_dir))
     return summary.to_json()
 
@@ -60,6 +60,8 @@ def finalize_task(config_path: str, dataset: str, out_dir: str, num_inputs: int)
 
 @task(name="vc-pairs", **TASK_OPTIONS)
 def pairs_task(config_path: str, dataset: str, out_dir: str) -> int:
+    from stages.vc_pairs import write_pairs  # DTW and librosa (~0.5 s to import): only when pairs are made
+
     loaded = prepare.load_dataset(config_path, dataset)
     return write_pairs(DatasetLayout(Path(out_dir), dataset), loaded.config.pairs)
 

@@ -11,13 +11,17 @@ from stages.layout import DatasetLayout
 
 
 def snapshot(root: Path) -> dict[str, list[int]]:
-    """``{relative path: [size, mtime_ns]}`` for every file under ``root``."""
+    """``{relative path: [size, mtime_ns]}`` for every file under ``root`` (broken symlinks left out)."""
     entries = {}
     for folder, _, files in os.walk(root):
+        prefix = os.path.relpath(folder, root)
         for name in files:
-            path = Path(folder) / name
-            stat = path.stat()
-            entries[str(path.relative_to(root))] = [stat.st_size, stat.st_mtime_ns]
+            relative = name if prefix == "." else os.path.join(prefix, name)
+            try:
+                stat = os.stat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            entries[relative] = [stat.st_size, stat.st_mtime_ns]
     return entries
 
 

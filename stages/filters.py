@@ -21,7 +21,7 @@ STAGE = "filter"
 
 def spoken_characters(text: str) -> int:
     """Letters and digits in ``text`` (spaces and punctuation are not spoken)."""
-    return sum(ch.isalnum() for ch in text)
+    return sum(map(str.isalnum, text))
 
 
 def characters_per_second(utt: Utterance) -> float:

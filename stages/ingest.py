@@ -7,16 +7,17 @@ unreadable audio, duplicate ids, paths outside the corpus root, and every ``Prob
 from __future__ import annotations
 
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from stages.audio_io import AudioInfo, file_checksum, probe_audio
 from stages.config import Dataset
 from stages.errors import InvalidAudio
 from stages.importers import IMPORTERS
-from stages.importers.base import Problem
+from stages.importers.base import Problem, resolved_directories_memo
 from stages.probe_cache import FileStamp, ProbeCache, file_stamp
 from stages.records import DUPLICATE_ID, MISSING_AUDIO, UNREADABLE_AUDIO, Reject, SourceUtterance, Utterance
 
@@ -40,47 +41,56 @@ def utt_id_for(dataset: str, local_id: str) -> str:
     return f"{dataset}:{local_id}"
 
 
-def _probe(source: SourceUtterance, dataset: str, cache: ProbeCache | None,
-           probes: dict[str, tuple[FileStamp, AudioInfo, str]]) -> Utterance | Reject:
-    """The Utterance of ``source`` with its audio header and checksum (from ``cache`` when the file is
-    unchanged; each successful probe is recorded in ``probes``), or the Reject saying why not."""
+def _stamp(source: SourceUtterance, dataset: str) -> FileStamp | Reject:
+    """The stamp of ``source``'s audio file (one ``stat``), or the Reject when it is missing or not a file."""
     utt_id = utt_id_for(dataset, source.local_id)
-    if not os.path.exists(source.audio_path):
+    try:
+        status = os.stat(source.audio_path)
+    except FileNotFoundError:
         return Reject(utt_id, dataset, STAGE, MISSING_AUDIO, f"audio file not found: {source.audio_path}",
                       source.audio_path)
-    if not os.path.isfile(source.audio_path):
+    except OSError as exc:
+        return Reject(utt_id, dataset, STAGE, UNREADABLE_AUDIO, str(exc), source.audio_path)
+    if not stat.S_ISREG(status.st_mode):
         return Reject(utt_id, dataset, STAGE, UNREADABLE_AUDIO,
                       f"{source.audio_path} is not a regular file (a directory or a device)", source.audio_path)
+    return file_stamp(status)
+
+
+def _read_audio_header(source: SourceUtterance, dataset: str) -> tuple[AudioInfo, str] | Reject:
+    """The header probe and checksum of ``source``'s audio, or the Reject saying why it cannot be read."""
     try:
-        stamp = file_stamp(source.audio_path)
-        cached = cache.get(source.audio_path, stamp) if cache is not None else None
-        info, checksum = cached or (probe_audio(Path(source.audio_path)), file_checksum(Path(source.audio_path)))
+        return probe_audio(Path(source.audio_path)), file_checksum(Path(source.audio_path))
     except (InvalidAudio, OSError) as exc:
         reason = exc.reason if isinstance(exc, InvalidAudio) and exc.reason != "invalid_audio" else UNREADABLE_AUDIO
-        return Reject(utt_id, dataset, STAGE, reason, str(exc), source.audio_path)
-    probes[source.audio_path] = (stamp, info, checksum)
+        return Reject(utt_id_for(dataset, source.local_id), dataset, STAGE, reason, str(exc), source.audio_path)
+
+
+def _utterance(source: SourceUtterance, dataset: str, info: AudioInfo, checksum: str) -> Utterance:
     return Utterance(
-        utt_id=utt_id, dataset=dataset, speaker=source.speaker, language=source.language, text=source.text,
-        audio_path=source.audio_path, sample_rate=info.sample_rate, channels=info.channels,
-        num_samples=info.num_samples, duration_s=info.duration_s, checksum=checksum,
+        utt_id=utt_id_for(dataset, source.local_id), dataset=dataset, speaker=source.speaker,
+        language=source.language, text=source.text, audio_path=source.audio_path, sample_rate=info.sample_rate,
+        channels=info.channels, num_samples=info.num_samples, duration_s=info.duration_s, checksum=checksum,
         audio_format=info.audio_format, text_normalized=source.text_normalized, pinyin=source.pinyin,
         accent=source.accent, gender=source.gender, split=source.split, extra=dict(source.extra),
     )
 
 
-def ingest_dataset(dataset: Dataset, *, workers: int = 8, on_progress: Callable[[int], None] | None = None,
-                   cache_path: Path | None = None) -> IngestResult:
-    """Scan ``dataset`` with its importer and probe its audio (I/O-bound: a thread pool of ``workers``).
+def ingest_dataset(dataset: Dataset, *, workers: int = 8, cache_path: Path | None = None) -> IngestResult:
+    """Scan ``dataset`` with its importer and probe its audio.
 
-    ``cache_path``: a ``ProbeCache`` file; unchanged files reuse its probes, and it is rewritten with this
-    run's.
+    Every file is stat'ed here; the headers and checksums of new or changed files are read by a thread pool
+    of ``workers`` (I/O-bound). ``cache_path``: a ``ProbeCache`` file; unchanged files reuse its probes, and
+    it is rewritten with this run's when they differ.
     """
     importer = IMPORTERS[dataset.importer]
     language = dataset.language or importer.DEFAULT_LANGUAGE
     sources: list[SourceUtterance] = []
     rejects: list[Reject] = []
     seen: set[str] = set()
-    for item in importer.scan(dataset.root, dataset.options, language):
+    with resolved_directories_memo():
+        items = list(importer.scan(dataset.root, dataset.options, language))
+    for item in items:
         if isinstance(item, Problem):
             rejects.append(Reject(utt_id_for(dataset.name, item.local_id), dataset.name, STAGE, item.reason,
                                   item.detail, item.audio_path))
@@ -90,14 +100,24 @@ def ingest_dataset(dataset: Dataset, *, workers: int = 8, on_progress: Callable[
         else:
             seen.add(item.local_id)
             sources.append(item)
-    utterances: list[Utterance] = []
     cache = ProbeCache(cache_path) if cache_path is not None else None
-    probes: dict[str, tuple[FileStamp, AudioInfo, str]] = {}
+    stamps = [_stamp(source, dataset.name) for source in sources]
+    probed: list[tuple[AudioInfo, str] | Reject | None] = [
+        cache.get(source.audio_path, stamp) if cache is not None and not isinstance(stamp, Reject) else None
+        for source, stamp in zip(sources, stamps)]
+    unread = [i for i, stamp in enumerate(stamps) if probed[i] is None and not isinstance(stamp, Reject)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for result in pool.map(lambda s: _probe(s, dataset.name, cache, probes), sources):
-            (utterances if isinstance(result, Utterance) else rejects).append(result)
-            if on_progress:
-                on_progress(1)
+        for i, result in zip(unread, pool.map(lambda i: _read_audio_header(sources[i], dataset.name), unread)):
+            probed[i] = result
+    utterances: list[Utterance] = []
+    probes: dict[str, tuple[FileStamp, AudioInfo, str]] = {}
+    for source, stamp, result in zip(sources, stamps, probed):
+        if isinstance(stamp, Reject) or isinstance(result, Reject):
+            rejects.append(stamp if isinstance(stamp, Reject) else result)
+            continue
+        info, checksum = result
+        probes[source.audio_path] = (stamp, info, checksum)
+        utterances.append(_utterance(source, dataset.name, info, checksum))
     if cache is None:
         return IngestResult(utterances, rejects)
     cache.save(probes)

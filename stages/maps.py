@@ -2,20 +2,25 @@
 
 ``OUT/vocab.json`` (one multilingual phone table), ``speakers.json`` (``dataset:speaker``),
 ``languages.json`` and ``accents.json``: each ``{key: id}``, ids in sorted key order after the special
-tokens, so the same shards always give the same ids. Built from the shards that ``OUT/*/index.json`` lists.
+tokens, so the same shards always give the same ids. Built from the shards that ``OUT/*/index.json`` lists;
+``update_symbol_maps`` rebuilds them only when an index or our code changed (``OUT/symbol_maps.key``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from stages.text import build_language_map, build_vocab, write_table
+from stages.atomic import write_text
+from stages.versions import code_version
 
 MAP_COLUMNS = ["dataset", "speaker", "language", "accent", "phonemes"]
+MAP_NAMES = ("vocab", "speakers", "languages", "accents")
+KEY_FILE = "symbol_maps.key"
 
 
 def _indexed_shards(out_dir: Path) -> list[Path]:
@@ -26,8 +31,30 @@ def _indexed_shards(out_dir: Path) -> list[Path]:
     return shards
 
 
+def _maps_key(out_dir: Path) -> str:
+    """What the maps are built from: every dataset's ``index.json`` (rewritten by each finalize) and our code."""
+    digest = hashlib.sha256(code_version().encode())
+    for index_path in sorted(out_dir.glob("*/index.json")):
+        digest.update(index_path.parent.name.encode() + b"\0" + index_path.read_bytes())
+    return digest.hexdigest()
+
+
+def update_symbol_maps(out_dir: Path) -> bool:
+    """Write the maps unless they exist and were built from the same indexes and code; True if written."""
+    key, key_path = _maps_key(out_dir), out_dir / KEY_FILE
+    if (key_path.is_file() and key_path.read_text(encoding="utf-8") == key
+            and all((out_dir / f"{name}.json").is_file() for name in MAP_NAMES)):
+        return False
+    write_symbol_maps(out_dir)
+    write_text(key_path, key)
+    return True
+
+
 def write_symbol_maps(out_dir: Path) -> dict[str, int]:
     """Write the four maps into ``out_dir``; returns how many keys each has."""
+    # The G2P stack (~1 s to import) only when the maps are built, not in every flow process.
+    from stages.text import build_language_map, build_vocab, write_table
+
     tokens: dict[str, set[str]] = defaultdict(set)
     speakers: set[str] = set()
     languages: set[str] = set()

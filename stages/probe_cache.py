@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,9 +24,8 @@ from stages.audio_io import AudioInfo
 FileStamp = tuple[int, int, int, int]
 
 
-def file_stamp(path: str) -> FileStamp:
-    """What identifies this version of the file at ``path`` (``OSError`` if it cannot be stat'ed)."""
-    stat = os.stat(path)
+def file_stamp(stat: os.stat_result) -> FileStamp:
+    """What identifies the version of a file whose ``os.stat`` is ``stat``."""
     return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
 
 
@@ -44,7 +42,6 @@ class ProbeCache:
         self.version = _prober_version()
         self.entries: dict[str, tuple[FileStamp, AudioInfo, str]] = {}
         self.hits = 0
-        self._lock = threading.Lock()  # ``get`` is called from ingest's probing threads
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -58,12 +55,14 @@ class ProbeCache:
         found = self.entries.get(audio_path)
         if found is None or found[0] != stamp:
             return None
-        with self._lock:
-            self.hits += 1
+        self.hits += 1
         return found[1], found[2]
 
     def save(self, probes: dict[str, tuple[FileStamp, AudioInfo, str]]) -> None:
-        """Replace the file by ``probes`` (this run's successful probes), atomically."""
+        """Replace the file by ``probes`` (this run's successful probes), atomically; not rewritten when every
+        probe came from it and none of its entries was dropped."""
+        if self.hits == len(probes) == len(self.entries):
+            return
         data = {"version": self.version,
                 "entries": {audio: [list(stamp), asdict(info), checksum] for audio, (stamp, info, checksum)
                             in probes.items()}}

@@ -14,7 +14,6 @@ import hashlib
 import json
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from stages.layout import DatasetLayout
 from stages.records import Reject, Utterance
 from stages.schema import REJECTS_SCHEMA, check_row_invariants, shard_schema
 from stages.signal_quality import clipping_fraction, estimate_snr_db
+from stages.shard_state import ShardSummary, completed_summary, read_utterances
 from stages.silence import segment_frames
 from stages.splits import assign_split
 from stages.stats import RunningStats
@@ -46,41 +46,6 @@ ACOUSTIC_LIST_COLUMNS = ("mel", "f0", "voiced", "energy", "snt_duration")
 ACOUSTIC_COLUMNS = ("audio", "sample_rate", "num_samples", "duration_s", "num_frames", *ACOUSTIC_LIST_COLUMNS,
                     "snr_db", "clipping_fraction", "source_duration_s", "trim_start_s", "trim_end_s")
 ACOUSTIC_STAGES = ("decode", "condition", "features")
-
-
-@dataclass(frozen=True)
-class ShardSummary:
-    """What a shard task returns to the flow: small, JSON-serialisable."""
-
-    name: str
-    key: str
-    num_rows: int
-    num_rejected: int
-    audio_seconds: float
-    rejects_by_reason: dict[str, int]
-    #: Key of the audio and feature columns; a later run with the same one reuses them (``reusable_acoustics``).
-    acoustic_key: str = ""
-    #: Utterances whose audio and features came from the previous run of this shard.
-    reused_acoustics: int = 0
-    skipped: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def read_utterances(path: Path) -> list[Utterance]:
-    return [Utterance.from_row(row) for row in pq.read_table(path).to_pylist()]
-
-
-def completed_summary(layout: DatasetLayout, name: str, key: str) -> ShardSummary | None:
-    """The stored summary if shard ``name`` was already written with this ``key`` (and still exists)."""
-    path = layout.shard_summary(name)
-    if not path.is_file() or not layout.shard(name).is_file():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("key") != key:
-        return None
-    return ShardSummary(**{**data, "skipped": True})
 
 
 @contextmanager
@@ -215,20 +180,6 @@ def _reject(utt: Utterance, default_stage: str, error: Exception) -> Reject:
     frame = traceback.extract_tb(error.__traceback__)[-1]
     detail = f"{type(error).__name__}: {error} (at {Path(frame.filename).name}:{frame.lineno})"
     return Reject(utt.utt_id, utt.dataset, where, "internal_error", detail, utt.audio_path)
-
-
-def record_failed_shard(layout: DatasetLayout, name: str, config: StageConfig, detail: str) -> ShardSummary:
-    """Account for a shard whose task failed outright (e.g. its worker was killed): every input goes to the
-    ledger with reason ``shard_failed`` and an empty shard is written. No summary is stored, so the next
-    run processes the shard again."""
-    utterances = read_utterances(layout.shard_inputs(name))
-    rejects = [Reject(u.utt_id, u.dataset, "shard", "shard_failed", detail, u.audio_path) for u in utterances]
-    write_parquet(layout.shard(name), shard_schema(config.features.n_mels).empty_table())
-    write_parquet(layout.shard_rejects(name), rows_to_table([r.to_row() for r in rejects], REJECTS_SCHEMA))
-    RunningStats().save(layout.shard_stats(name))
-    layout.shard_summary(name).unlink(missing_ok=True)
-    return ShardSummary(name=name, key="", num_rows=0, num_rejected=len(rejects), audio_seconds=0.0,
-                        rejects_by_reason={"shard_failed": len(rejects)})
 
 
 @threadpool_limits.wrap(limits=1)

@@ -13,8 +13,10 @@ unusable (e.g. its metadata file is missing), with a ``ConfigError`` that says w
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -44,17 +46,44 @@ class PathEscapesRoot(Exception):
     pass
 
 
-def resolve_inside(root: Path, relative: str | os.PathLike) -> Path:
+#: Within ``resolved_directories_memo()``: ``{directory: its real path}`` (per thread: contexts are).
+_RESOLVED_DIRECTORIES: ContextVar[dict[str, str] | None] = ContextVar("resolved_directories", default=None)
+
+
+@contextlib.contextmanager
+def resolved_directories_memo() -> Iterator[None]:
+    """Resolve each directory once inside this block (one scan: thousands of files in a few directories),
+    instead of every component of every file's path. Symlinks changed during the block are not seen."""
+    token = _RESOLVED_DIRECTORIES.set({})
+    try:
+        yield
+    finally:
+        _RESOLVED_DIRECTORIES.reset(token)
+
+
+def _real_directory(directory: str) -> str:
+    memo = _RESOLVED_DIRECTORIES.get()
+    if memo is None:
+        return os.path.realpath(directory)
+    if directory not in memo:
+        memo[directory] = os.path.realpath(directory)
+    return memo[directory]
+
+
+def resolve_inside(root: Path, relative: str | os.PathLike) -> str:
     """Resolve ``relative`` against ``root`` (symlinks followed) and check it stays inside ``root``.
 
     Raises ``PathEscapesRoot`` for absolute paths, ``..`` escapes and symlinks that point outside.
+    (``..`` is applied to the path's text before symlinks are followed.)
     """
-    root = Path(root).resolve()
-    candidate = Path(relative)
-    if candidate.is_absolute():
+    if os.path.isabs(relative):
         raise PathEscapesRoot(f"absolute path '{relative}' in metadata")
-    resolved = (root / candidate).resolve()
-    if resolved != root and root not in resolved.parents:
+    real_root = _real_directory(os.fspath(root))
+    directory, name = os.path.split(os.path.normpath(os.path.join(real_root, relative)))
+    resolved = os.path.join(_real_directory(directory), name)
+    if os.path.islink(resolved):
+        resolved = os.path.realpath(resolved)
+    if resolved != real_root and not resolved.startswith(os.path.join(real_root, "")):
         raise PathEscapesRoot(f"'{relative}' resolves to '{resolved}', outside the corpus root")
     return resolved
 
@@ -120,8 +149,8 @@ def source_utterance(root: Path, relative: str | os.PathLike, *, local_id: str, 
         return escape_problem(local_id, str(relative), exc)
     if not text.strip():
         detail = f"the transcript is only whitespace: {text!r}" if text else "the transcript is empty"
-        return Problem(local_id, EMPTY_TRANSCRIPT, detail, str(audio))
-    return SourceUtterance(local_id=local_id, audio_path=str(audio), text=text, **fields)
+        return Problem(local_id, EMPTY_TRANSCRIPT, detail, audio)
+    return SourceUtterance(local_id=local_id, audio_path=audio, text=text, **fields)
 
 
 def missing_transcript(local_id: str, audio: Path, expected: str) -> Problem:

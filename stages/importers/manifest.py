@@ -20,7 +20,8 @@ line a malformed_metadata Problem. Ids are not checked for uniqueness here (inge
 from __future__ import annotations
 
 import json
-from pathlib import Path, PurePosixPath
+import posixpath
+from pathlib import Path
 from typing import Iterator
 
 from stages.errors import ConfigError
@@ -71,7 +72,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, str] | Problem]]:
 
 def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtterance | Problem]:
     try:
-        manifest = resolve_inside(root, options.file)
+        manifest = Path(resolve_inside(root, options.file))
     except PathEscapesRoot as exc:
         raise ConfigError(f"manifest: file: {exc}") from None
     if not manifest.is_file():
@@ -90,7 +91,7 @@ def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtteranc
             raise ConfigError(f"manifest: {manifest.name} line {number} has no language; add a 'language' column "
                               f"or `language:` to the dataset entry")
         yield source_utterance(
-            root, path, local_id=row.get("id") or PurePosixPath(path).stem, text=row["text"],
+            root, path, local_id=row.get("id") or posixpath.splitext(posixpath.basename(path))[0], text=row["text"],
             speaker=row.get("speaker") or "unknown", language=row_language, split=row.get("split") or None,
             gender=row.get("gender") or None, accent=row.get("accent") or None,
             text_normalized=row.get("text_normalized") or None,

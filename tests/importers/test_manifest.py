@@ -1,10 +1,11 @@
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 
 from stages.errors import ConfigError
-from stages.importers.base import Problem
+from stages.importers.base import Problem, resolved_directories_memo
 from stages.importers.manifest import Options, scan
 from stages.records import SourceUtterance
 from tests.importers.layouts import write_audio, write_text
@@ -61,6 +62,22 @@ def test_paths_escaping_the_root(tmp_path):
     assert [i.local_id for i in items if isinstance(i, SourceUtterance)] == ["ok", "missing"]
     assert problems(items) == [("passwd", "path_escapes_root"), ("passwd", "path_escapes_root"),
                                ("link", "path_escapes_root")]
+
+
+@pytest.mark.parametrize("memoized", [False, True])
+def test_symlinked_directories_resolve_and_stay_inside_the_root(tmp_path, memoized):
+    root = tmp_path / "corpus"
+    write_audio(root / "real" / "a.wav")
+    write_audio(tmp_path / "elsewhere" / "b.wav")
+    (root / "inner").symlink_to(root / "real")
+    (root / "outer").symlink_to(tmp_path / "elsewhere")
+    write_text(root / "m.csv", "path,text\ninner/a.wav,Through a link inside.\nouter/b.wav,Through a link out.\n"
+                               "real/../real/a.wav,Dots inside.\nreal/../../elsewhere/b.wav,Dots out.\n")
+    with resolved_directories_memo() if memoized else contextlib.nullcontext():
+        items = list(scan(root, Options(file="m.csv"), "en"))
+    assert [(i.local_id, i.audio_path) for i in items if isinstance(i, SourceUtterance)] == [
+        ("a", str(root / "real" / "a.wav")), ("a", str(root / "real" / "a.wav"))]
+    assert problems(items) == [("b", "path_escapes_root"), ("b", "path_escapes_root")]
 
 
 def test_malformed_csv_rows(tmp_path):

@@ -41,13 +41,18 @@ def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness
     assert json.loads((out / "tiny" / "stats.json").read_text())["global"]
     assert (out / "tiny" / "report.html").is_file()
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir()}
-    finalized = {name: (out / "tiny" / name).stat().st_mtime_ns for name in ("index.json", "report.html")}
+    unchanged = [out / "tiny" / "index.json", out / "tiny" / "report.html", out / "tiny" / "work" / "probes.json",
+                 out / "vocab.json", out / "speakers.json"]
+    finalized = {path: path.stat().st_mtime_ns for path in unchanged}
 
     again = ttsprep_run(str(corpus_config), str(out))["tiny"]
     assert again == counts
     assert {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir()} == mtimes
-    # nothing changed: neither the shards nor the index and report are written again
-    assert {name: (out / "tiny" / name).stat().st_mtime_ns for name in finalized} == finalized
+    # nothing changed: neither the shards nor the index, report, probe cache and symbol maps are written again
+    assert {path: path.stat().st_mtime_ns for path in unchanged} == finalized
+    (out / "speakers.json").unlink()
+    ttsprep_run(str(corpus_config), str(out))
+    assert json.loads((out / "speakers.json").read_text()) == {"tiny:LJ": 0}  # a missing map is written again
 
     # new data: the trigger flow finds the added file and processes only a new shard
     assert process_new_data(str(corpus_config), str(out)) == {}
@@ -57,3 +62,4 @@ def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness
     assert {p: p.stat().st_mtime_ns for p in (out / "tiny" / "shards").iterdir() if p in mtimes} == mtimes
     assert len(list((out / "tiny" / "shards").iterdir())) == len(mtimes) + 1
     assert json.loads((out / "tiny" / "index.json").read_text())["counts"]["kept"] == grown["kept"]  # finalized again
+    assert (out / "vocab.json").stat().st_mtime_ns > finalized[out / "vocab.json"]  # from the new index

@@ -8,7 +8,8 @@ from pipelines import prepare
 from stages.config import load_project
 from stages.finalize import finalize_dataset
 from stages.layout import DatasetLayout
-from stages.process import completed_summary, process_shard, record_failed_shard
+from stages.process import process_shard
+from stages.shard_state import completed_summary, record_failed_shard
 from tests.helpers import write_ljspeech
 
 

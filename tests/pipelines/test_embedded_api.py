@@ -1,0 +1,57 @@
+"""``ttsprep run`` with no Prefect server configured: one embedded API for the command and its workers, gone
+when the command ends; a second run with nothing changed does no work."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import write_ljspeech
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _embedded_servers(prefect_home: Path) -> list[int]:
+    """Pids of live Prefect API servers whose ``PREFECT_HOME`` is ``prefect_home``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"prefect.server.api.server:create_app" in command and \
+                f"PREFECT_HOME={prefect_home}".encode() in environment:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
+    write_ljspeech(tmp_path / "LJ", {f"E-{i}": f"Sentence number {i}." for i in range(3)})
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  - name: emb\n    importer: ljspeech\n    root: LJ\n"
+                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}}\n", encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), TTSPREP_PROGRESS="0")
+    command = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--out", str(tmp_path / "out"),
+               "--workers", "2"]
+
+    runs = [subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert '"kept": 3' in run.stdout
+        # Prefect's fallback server never starts: the pool workers and Prefect's own threads use ours
+        assert "Starting temporary server" not in run.stderr
+        assert "Error logging to API" not in run.stderr
+    assert "2 shards to process" in runs[0].stderr
+    assert "0 shards to process, 2 unchanged" in runs[1].stderr
+    assert "unchanged: index, pairs and report kept" in runs[1].stderr
+    assert "Beginning subflow run" in runs[1].stderr and "for flow 'finalize'" not in runs[1].stderr
+    assert _embedded_servers(tmp_path / "prefect") == []  # stopped when the command ended
