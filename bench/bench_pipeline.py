@@ -70,12 +70,12 @@ LHOTSE_FBANK_X_REALTIME = 870
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "dio": {},
     "dio-no-denoise": {"audio": {"denoise": {"method": "none"}}},
-    "harvest": {"features": {"f0_method": "harvest"}},
-    # Harvest's cost grows with the octaves it searches: 71-400 Hz (adult speech) instead of 71-800 Hz
-    "harvest-71-400": {"features": {"f0_method": "harvest", "f0_ceil": 400.0}},
+    "harvest": {"features": {"f0_method": "harvest"}},  # its range from a DIO pass (the default)
+    # Harvest over the whole configured range, 71-800 Hz
+    "harvest-configured-range": {"features": {"f0_method": "harvest", "harvest_range": "configured"}},
     "no-pitch-no-denoise": {"features": {"f0_method": "none"}, "audio": {"denoise": {"method": "none"}}},
 }
-SLOW_VARIANTS = frozenset({"harvest", "harvest-71-400"})
+SLOW_VARIANTS = frozenset({"harvest", "harvest-configured-range"})
 
 #: (owner, attribute, stage): the functions ``process_shard`` reaches, by the name it reaches them through.
 TIMED_FUNCTIONS: tuple[tuple[Any, str, str], ...] = (

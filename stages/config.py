@@ -133,6 +133,10 @@ class FeatureConfig(Strict):
     dio_speed: int = Field(2, ge=1, le=12)
     f0_floor: float = Field(71.0, gt=0)
     f0_ceil: float = Field(800.0, gt=0)
+    #: Harvest only. ``per_utterance``: a DIO pass first, then Harvest searches 0.75 x its first to 1.5 x its
+    #: third F0 quartile (De Looze & Hirst's two-pass method), within f0_floor-f0_ceil: ~2x faster, and as
+    #: close to the SPTK references (stages/pitch.py). ``configured``: f0_floor to f0_ceil.
+    harvest_range: Literal["configured", "per_utterance"] = "per_utterance"
     #: Per-speaker F0 range overrides: {speaker: [floor_hz, ceil_hz]}.
     speaker_f0_range: dict[str, tuple[float, float]] = {}
 

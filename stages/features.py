@@ -62,7 +62,7 @@ def extract_features(samples: np.ndarray, sample_rate: int, cfg: FeatureConfig, 
     f0_floor, f0_ceil = f0_range or (cfg.f0_floor, cfg.f0_ceil)
     f0, voiced = extract_f0(samples, sample_rate, cfg.hop_length, num_frames, method=cfg.f0_method,
                             f0_floor=f0_floor, f0_ceil=f0_ceil, dio_speed=cfg.dio_speed,
-                            analysis_rate=cfg.f0_sample_rate)
+                            analysis_rate=cfg.f0_sample_rate, harvest_range=cfg.harvest_range)
     return Features(samples=samples, mel=mel, f0=f0, voiced=voiced, energy=energy, num_frames=num_frames)
 
 

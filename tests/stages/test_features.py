@@ -13,7 +13,7 @@ from stages.config import DenoiseConfig, FeatureConfig
 from stages.errors import ConfigError
 from stages.features import extract_features, istft, stft
 from stages.frames import num_frames_for
-from stages.pitch import extract_f0
+from stages.pitch import MIN_VOICED_FRAMES, extract_f0, two_pass_range
 from tests.helpers import tone_bursts
 
 NO_PITCH = FeatureConfig(f0_method="none")
@@ -126,14 +126,15 @@ def glide(sample_rate: int, start_hz: float, end_hz: float, duration_s: float = 
 
 
 @pytest.mark.parametrize("method, dio_speed, analysis_rate", [
-    ("dio", 1, None), ("dio", 2, None), ("dio", 4, None), ("harvest", 1, None), ("dio", 1, 8000), ("dio", 2, 8000)])
+    ("dio", 1, None), ("dio", 2, None), ("dio", 4, None), ("harvest", 1, None), ("harvest", 2, 8000),
+    ("dio", 1, 8000), ("dio", 2, 8000)])
 @pytest.mark.parametrize("sample_rate, hop_length, start_hz, end_hz", [(22050, 256, 150, 200), (16000, 80, 300, 450)])
 def test_synthetic_glide_is_recovered_within_2_percent(method, dio_speed, analysis_rate, sample_rate, hop_length,
                                                       start_hz, end_hz):
     samples, true_f0 = glide(sample_rate, start_hz, end_hz)
     frames = num_frames_for(samples.size, hop_length)
     f0, voiced = extract_f0(samples, sample_rate, hop_length, frames, method=method, dio_speed=dio_speed,
-                            analysis_rate=analysis_rate)
+                            analysis_rate=analysis_rate, harvest_range="per_utterance" if analysis_rate else "configured")
     assert f0.shape == voiced.shape == (frames,) and f0.dtype == np.float32
     expected = true_f0[np.minimum(np.arange(frames) * hop_length, samples.size - 1)]
     inner = slice(frames // 10, frames - frames // 10)  # edges: half-filled analysis windows
@@ -141,16 +142,19 @@ def test_synthetic_glide_is_recovered_within_2_percent(method, dio_speed, analys
     assert np.max(np.abs(f0[inner] / expected[inner] - 1)) < 0.02
 
 
-@pytest.mark.parametrize("method, dio_speed, analysis_rate, max_cents, min_voicing", [
-    ("dio", 1, None, 40.0, 0.85), ("dio", 2, None, 40.0, 0.85), ("dio", 4, None, 40.0, 0.85),
-    ("harvest", 1, None, 40.0, 0.65), ("dio", 1, 8000, 40.0, 0.85), ("dio", 2, 8000, 40.0, 0.85)])
-def test_f0_agrees_with_sptk_reference_tracks(shared_corpora, method, dio_speed, analysis_rate, max_cents, min_voicing):
+@pytest.mark.parametrize("method, dio_speed, analysis_rate, harvest_range, max_cents, min_voicing", [
+    ("dio", 1, None, None, 40.0, 0.85), ("dio", 2, None, None, 40.0, 0.85), ("dio", 4, None, None, 40.0, 0.85),
+    ("harvest", 1, None, "configured", 40.0, 0.65), ("harvest", 2, 8000, "per_utterance", 40.0, 0.65),
+    ("dio", 1, 8000, None, 40.0, 0.85), ("dio", 2, 8000, None, 40.0, 0.85)])
+def test_f0_agrees_with_sptk_reference_tracks(shared_corpora, method, dio_speed, analysis_rate, harvest_range,
+                                              max_cents, min_voicing):
     """arctic_a0007 (16 kHz, hop 80, 60-240 Hz) against SPTK RAPT and SWIPE' (values are 16000 / F0), at the
     file's rate and analysed at 8 kHz (the default ``f0_sample_rate``)."""
     samples, sample_rate = sf.read(shared_corpora / ARCTIC_WAV, dtype="float32")
     frames = num_frames_for(samples.size, 80)
     f0, voiced = extract_f0(samples, sample_rate, 80, frames, method=method, f0_floor=60, f0_ceil=240,
-                            dio_speed=dio_speed, analysis_rate=analysis_rate)
+                            dio_speed=dio_speed, analysis_rate=analysis_rate,
+                            harvest_range=harvest_range or "configured")
     for tracker in ("rapt", "swipe"):
         period = np.loadtxt(shared_corpora / ARCTIC_F0.format(tracker))
         reference = np.where(period > 0, sample_rate / np.where(period > 0, period, 1), 0.0)
@@ -200,3 +204,24 @@ def test_f0_range_override_and_no_pitch():
     assert narrowed.voiced.sum() == 0 or abs(np.median(narrowed.f0[narrowed.voiced]) / 150 - 1) > 0.2
     f0, voiced = extract_f0(samples, 22050, 256, frames, method="none")
     assert not f0.any() and not voiced.any() and f0.shape == (frames,)
+
+
+def test_two_pass_range_is_hirsts_quartile_rule_within_the_configured_range():
+    first_pass = np.array([0.0] * 30 + list(np.linspace(100.0, 200.0, 101)))  # quartiles 125 and 175 Hz
+    assert two_pass_range(first_pass, 71.0, 800.0) == pytest.approx((93.75, 262.5))
+    assert two_pass_range(first_pass, 120.0, 240.0) == (120.0, 240.0)
+    assert two_pass_range(np.array([0.0] * 50 + [150.0] * (MIN_VOICED_FRAMES - 1)), 71.0, 800.0) == (71.0, 800.0)
+
+
+def test_per_utterance_harvest_range_follows_the_speaker():
+    """A 110 Hz voice and a 300 Hz one: each is found with Harvest's range narrowed around it, and a range that
+    excludes the voice (what a fixed low range does to the high voice) loses it."""
+    for hz in (110.0, 300.0):
+        samples, _ = glide(22050, hz, hz * 1.1)
+        frames = num_frames_for(samples.size, 256)
+        f0, voiced = extract_f0(samples, 22050, 256, frames, method="harvest", harvest_range="per_utterance",
+                                analysis_rate=8000)
+        assert voiced.mean() > 0.8 and np.median(f0[voiced]) == pytest.approx(hz * 1.05, rel=0.03)
+    low_only, voiced = extract_f0(samples, 22050, 256, frames, method="harvest", f0_floor=71.0, f0_ceil=200.0,
+                                  harvest_range="per_utterance", analysis_rate=8000)
+    assert voiced.mean() < 0.5 or abs(np.median(low_only[voiced]) / (hz * 1.05) - 1) > 0.2

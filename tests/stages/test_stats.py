@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from stages import stats
 from stages.errors import InvariantViolation
 from stages.stats import TRIM_QUANTILE, RunningStats
 
@@ -115,3 +116,16 @@ def test_mel_bin_mismatch_is_refused():
         a.merge(b)
     with pytest.raises(InvariantViolation):
         a.add("s", **frames, mel=np.zeros((5, 40), np.float32))
+
+
+@pytest.mark.parametrize("name", ["log_f0", "energy", "mel"])
+def test_arithmetic_bins_equal_a_search_of_the_edges(name):
+    edges = stats.EDGES[name]
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.uniform(edges[0] - 1, edges[-1] + 1, 100_000),  # inside, below and above
+                             (edges[:-1] + edges[1:]) / 2, [-np.inf, np.inf, edges[-1] * 2]])
+    if name == "energy":
+        values = np.abs(values)
+    slots = stats._slots(name, values)
+    assert np.array_equal(slots, np.searchsorted(edges, values, side="right"))
+    assert stats._slots(name, np.array([np.nan]))[0] == edges.size  # NaN: the overflow slot, as searchsorted
