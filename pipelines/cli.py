@@ -16,10 +16,12 @@ proceed (invalid configuration, output directory locked); 1 on an unexpected fai
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pipelines.prefect_api import PrefectApi
 from stages.errors import ConfigError
@@ -38,8 +40,29 @@ def _run(config: Path, out: Path, datasets: list[str] | None, stages: list[str] 
         from pipelines.flows import ttsprep_run
 
         progress.enable(sys.stderr.isatty() or os.environ.get("TTSPREP_PROGRESS") == "1")
-        with api:
+        with api as api_url:
+            if dask_address and (warning := unreachable_api_warning(api_url, dask_address)):
+                print(f"ttsprep: warning: {warning}", file=sys.stderr)
             return ttsprep_run(str(config.resolve()), str(out.resolve()), datasets, stages, workers, dask_address)
+
+
+def unreachable_api_warning(api_url: str, dask_address: str) -> str | None:
+    """What to tell the user when the Prefect API is on this host's loopback and the Dask scheduler is not:
+    the scheduler's workers on other hosts record their task runs through that API, and cannot reach it."""
+    api_host, scheduler_host = urlsplit(api_url).hostname, urlsplit(dask_address).hostname
+    if not _is_loopback(api_host) or _is_loopback(scheduler_host):
+        return None
+    return (f"the Prefect API is {api_url}, which Dask workers on other hosts than this one cannot reach; "
+            f"set PREFECT_API_URL to a Prefect server they can reach (README: Scheduling, a Prefect server and Dask)")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host in (None, "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        return False
 
 
 def _align(args: argparse.Namespace) -> dict:

@@ -74,3 +74,17 @@ def test_shards_on_dask_workers_equal_the_local_run(tmp_path: Path):
     # The shards ran on both workers, and the workers reported their task runs to the same Prefect server.
     assert all("Task run 'process-shard-" in log for log in worker_logs)
     assert sorted(run["state_type"] for run in shard_runs) == ["COMPLETED"] * 4
+
+
+@pytest.mark.parametrize("api_url, dask_address, warned", [
+    ("http://127.0.0.1:40001/api", "tcp://10.1.2.3:8786", True),
+    ("http://localhost:4200/api", "tcp://dask-scheduler:8786", True),
+    ("http://127.0.0.1:40001/api", "tcp://127.0.0.1:8786", False),  # a cluster on this host
+    ("http://prefect.internal:4200/api", "tcp://10.1.2.3:8786", False),  # a server the workers can reach
+])
+def test_a_loopback_prefect_api_with_a_remote_scheduler_is_warned_about(api_url, dask_address, warned):
+    from pipelines.cli import unreachable_api_warning
+
+    warning = unreachable_api_warning(api_url, dask_address)
+    assert (warning is not None) == warned
+    assert warning is None or api_url in warning and "PREFECT_API_URL" in warning
