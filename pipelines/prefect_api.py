@@ -8,14 +8,17 @@ following them (importing ``SubprocessASGIServer`` alone costs ~3 s). A no-op re
 Its URL is exported as ``PREFECT_API_URL`` for the worker processes: without it each worker of the pool would
 start an embedded server of its own (~10 s of CPU and ~200 MB each). The server stops when this process
 exits, after Prefect has sent its last logs and events to it (its stop is registered with ``atexit`` before
-Prefect's own exit handlers, so it runs after them).
+Prefect's own exit handlers, so it runs after them), and also when the process is killed: it is asked to
+terminate when the thread that started it ends (Linux ``PR_SET_PDEATHSIG``), so start it from the main thread.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +26,7 @@ import time
 import urllib.request
 
 STARTUP_TIMEOUT_S = 120.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class _EmbeddedServer:
@@ -39,7 +43,7 @@ class _EmbeddedServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
                  "--fd", str(sock.fileno()), "--log-level", "error", "--lifespan", "on"],
-                env=env, pass_fds=(sock.fileno(),))
+                env=env, pass_fds=(sock.fileno(),), preexec_fn=_terminate_with_parent)
         atexit.register(self.stop)
 
     def wait_until_healthy(self, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
@@ -65,6 +69,12 @@ class _EmbeddedServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _terminate_with_parent() -> None:
+    """In the server's process before it starts: Linux sends it SIGTERM when the thread that started it ends,
+    so a command killed with SIGTERM or SIGKILL (no exit handlers run) leaves no server behind."""
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # this process's symbols: libc's prctl
 
 
 class PrefectApi:

@@ -1,11 +1,12 @@
 """``ttsprep run`` with no Prefect server configured: one embedded API for the command and its workers, gone
-when the command ends; a second run with nothing changed does no work."""
+when the command ends, even when it is killed; a second run with nothing changed does no work."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,20 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
     assert "unchanged: index, pairs and report kept" in runs[1].stderr
     assert "Beginning subflow run" in runs[1].stderr and "for flow 'finalize'" not in runs[1].stderr
     assert _embedded_servers(tmp_path / "prefect") == []  # stopped when the command ended
+
+    killed = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _eventually(lambda: _embedded_servers(tmp_path / "prefect"), timeout_s=60)
+    finally:
+        killed.kill()  # SIGKILL: no exit handler runs
+        killed.wait(timeout=30)
+    assert _eventually(lambda: not _embedded_servers(tmp_path / "prefect"), timeout_s=30)  # it followed its parent
+
+
+def _eventually(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
