@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +24,16 @@ import time
 import urllib.request
 
 STARTUP_TIMEOUT_S = 120.0
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: ``python -c`` program: ``python -m uvicorn ARGS...`` that Linux terminates when the thread that started it
+#: ends (``PR_SET_PDEATHSIG`` = 1), so a command killed with SIGTERM or SIGKILL leaves no server behind.
+#: Its first argument is the starting process's pid: if that process has ended already, it does not start.
+_RUN_UVICORN_UNTIL_PARENT_ENDS = """
+import ctypes, os, runpy, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv.pop(1)):
+    sys.exit(0)
+runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
+"""
 
 
 class _EmbeddedServer:
@@ -41,9 +48,10 @@ class _EmbeddedServer:
             env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
                    "PREFECT__SERVER_FINAL": "1"}
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
-                 "--fd", str(sock.fileno()), "--log-level", "error", "--lifespan", "on"],
-                env=env, pass_fds=(sock.fileno(),), preexec_fn=_terminate_with_parent)
+                [sys.executable, "-c", _RUN_UVICORN_UNTIL_PARENT_ENDS, str(os.getpid()), "--factory",
+                 "prefect.server.api.server:create_app", "--fd", str(sock.fileno()), "--log-level", "error",
+                 "--lifespan", "on"],
+                env=env, pass_fds=(sock.fileno(),))
         atexit.register(self.stop)
 
     def wait_until_healthy(self, timeout_s: float = STARTUP_TIMEOUT_S) -> str:
@@ -69,12 +77,6 @@ class _EmbeddedServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def _terminate_with_parent() -> None:
-    """In the server's process before it starts: Linux sends it SIGTERM when the thread that started it ends,
-    so a command killed with SIGTERM or SIGKILL (no exit handlers run) leaves no server behind."""
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # this process's symbols: libc's prctl
 
 
 class PrefectApi:
