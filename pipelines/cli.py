@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             load_project(args.config)
             from pipelines.serve import serve_pipeline
 
-            with PrefectApi():
+            with PrefectApi(long_lived=True):
                 serve_pipeline(str(args.config.resolve()), str(args.out.resolve()), cron=args.cron,
                                interval_s=args.interval, watch_interval_s=args.watch_interval,
                                workers=args.workers)

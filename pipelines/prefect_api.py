@@ -38,15 +38,21 @@ runpy.run_module("uvicorn", run_name="__main__", alter_sys=True)
 
 class _EmbeddedServer:
     """One ``uvicorn`` process serving Prefect's API on a loopback socket bound here (so no other process can
-    take its port while the server starts; requests made before it is ready wait in the socket's backlog)."""
+    take its port while the server starts; requests made before it is ready wait in the socket's backlog).
 
-    def __init__(self) -> None:
+    ``long_lived``: what ``prefect server start`` runs, the UI and every service included (the scheduler that
+    turns deployment schedules into flow runs does not run in ephemeral mode); else Prefect's ephemeral
+    mode, as for one command: no UI, only the services that record runs, events and logs.
+    """
+
+    def __init__(self, long_lived: bool) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             sock.listen(128)
             self.api_url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
-            env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                   "PREFECT__SERVER_FINAL": "1"}
+            mode = {"PREFECT_UI_ENABLED": "1"} if long_lived else {"PREFECT_UI_ENABLED": "0",
+                                                                    "PREFECT__SERVER_EPHEMERAL": "1"}
+            env = {**os.environ, **mode, "PREFECT__SERVER_FINAL": "1"}
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _RUN_UVICORN_UNTIL_PARENT_ENDS, str(os.getpid()), "--factory",
                  "prefect.server.api.server:create_app", "--fd", str(sock.fileno()), "--log-level", "error",
@@ -81,7 +87,7 @@ class _EmbeddedServer:
 
 class PrefectApi:
     """Construct early: unless ``PREFECT_API_URL`` (or a loaded test harness) names a server, it launches the
-    embedded one. Enter when a flow is about to run: the API the Prefect settings name (environment, profile)
+    embedded one (``long_lived``: with the UI and the scheduler, for ``ttsprep serve``). Enter when a flow is about to run: the API the Prefect settings name (environment, profile)
     if any, and the embedded server stopped unused; else the embedded one, once healthy. Returns the API URL.
 
     The embedded server's URL goes into ``PREFECT_API_URL`` and Prefect's process-global settings, for the
@@ -90,9 +96,11 @@ class PrefectApi:
     would start yet another server.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, long_lived: bool = False) -> None:
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
-        self._server = None if os.environ.get("PREFECT_API_URL") or _loaded_api_url() else _EmbeddedServer()
+        self._long_lived = long_lived
+        self._server = (None if os.environ.get("PREFECT_API_URL") or _loaded_api_url()
+                        else _EmbeddedServer(long_lived))
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> str:
@@ -106,9 +114,10 @@ class PrefectApi:
             return configured
         os.environ["PREFECT_API_URL"] = self._server.wait_until_healthy()
         refresh_global_settings_context()
-        # No flow-run heartbeats: they let a server that outlives the flow's process mark it crashed, and this
-        # server dies with the process; each flow and subflow waits up to 1 s for its heartbeat thread.
-        self._stack.enter_context(temporary_settings(updates={"flows.heartbeat_frequency": None}))
+        if not self._long_lived:
+            # No flow-run heartbeats: they let a server that outlives the flow's process mark it crashed, and
+            # this one dies with the process; each flow and subflow waits up to 1 s for its heartbeat thread.
+            self._stack.enter_context(temporary_settings(updates={"flows.heartbeat_frequency": None}))
         return os.environ["PREFECT_API_URL"]
 
     def __exit__(self, *exc_info) -> None:

@@ -151,6 +151,21 @@ def run_ttsprep(args: list[str], env: dict[str, str], *, timeout_s: float = 300.
     return {match["dataset"]: json.loads(match["counts"]) for match in COUNTS_LINE.finditer(done.stdout)}
 
 
+def embedded_servers(prefect_home: Path) -> list[int]:
+    """Pids of live Prefect API servers whose ``PREFECT_HOME`` is ``prefect_home``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"prefect.server.api.server:create_app" in command and \
+                f"PREFECT_HOME={prefect_home}".encode() in environment:
+            pids.append(int(entry.name))
+    return pids
+
+
 def api_post(api_url: str, path: str, body: dict | None = None) -> list[dict]:
     """``POST {api_url}/{path}`` with a JSON filter ``body``, e.g. ``("flow_runs/filter", {"limit": 5})``."""
     response = httpx.post(f"{api_url}/{path}", json=body or {}, timeout=10.0)

@@ -12,23 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import write_ljspeech
+from tests.pipelines.services import embedded_servers
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _embedded_servers(prefect_home: Path) -> list[int]:
-    """Pids of live Prefect API servers whose ``PREFECT_HOME`` is ``prefect_home``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes()
-            environment = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"prefect.server.api.server:create_app" in command and \
-                f"PREFECT_HOME={prefect_home}".encode() in environment:
-            pids.append(int(entry.name))
-    return pids
 
 
 @pytest.mark.slow
@@ -55,15 +41,15 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
     assert "0 shards to process, 2 unchanged" in runs[1].stderr
     assert "unchanged: index, pairs and report kept" in runs[1].stderr
     assert "Beginning subflow run" in runs[1].stderr and "for flow 'finalize'" not in runs[1].stderr
-    assert _embedded_servers(tmp_path / "prefect") == []  # stopped when the command ended
+    assert embedded_servers(tmp_path / "prefect") == []  # stopped when the command ended
 
     killed = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _eventually(lambda: _embedded_servers(tmp_path / "prefect"), timeout_s=60)
+        assert _eventually(lambda: embedded_servers(tmp_path / "prefect"), timeout_s=60)
     finally:
         killed.kill()  # SIGKILL: no exit handler runs
         killed.wait(timeout=30)
-    assert _eventually(lambda: not _embedded_servers(tmp_path / "prefect"), timeout_s=30)  # it followed its parent
+    assert _eventually(lambda: not embedded_servers(tmp_path / "prefect"), timeout_s=30)  # it followed its parent
 
 
 def _eventually(condition, timeout_s: float) -> bool:
