@@ -117,7 +117,9 @@ class PrefectApi:
         if not self._long_lived:
             # No flow-run heartbeats: they let a server that outlives the flow's process mark it crashed, and
             # this one dies with the process; each flow and subflow waits up to 1 s for its heartbeat thread.
-            self._stack.enter_context(temporary_settings(updates={"flows.heartbeat_frequency": None}))
+            # No "View at <UI link>" lines either: this server has no UI, and is gone after the command.
+            self._stack.enter_context(temporary_settings(updates={"flows.heartbeat_frequency": None,
+                                                                  "ui_url": ""}))
         return os.environ["PREFECT_API_URL"]
 
     def __exit__(self, *exc_info) -> None:

@@ -37,6 +37,7 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
         # Prefect's fallback server never starts: the pool workers and Prefect's own threads use ours
         assert "Starting temporary server" not in run.stderr
         assert "Error logging to API" not in run.stderr
+        assert "View at" not in run.stderr  # no links to a UI that this server does not serve
     assert "2 shards to process" in runs[0].stderr
     assert "0 shards to process, 2 unchanged" in runs[1].stderr
     assert "unchanged: index, pairs and report kept" in runs[1].stderr
