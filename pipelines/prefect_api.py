@@ -2,7 +2,7 @@
 
 The embedded server is Prefect's own ephemeral server, run the way Prefect's ``SubprocessASGIServer`` runs it
 (``uvicorn --factory prefect.server.api.server:create_app`` with the ephemeral-mode variables), but launched
-before this process imports Prefect and the pipeline: its ~7 s start-up then overlaps theirs (~3 s) instead of
+before this process imports Prefect and the pipeline: its ~8 s start-up then overlaps theirs (~3 s) instead of
 following them (importing ``SubprocessASGIServer`` alone costs ~3 s). A no-op re-run is mostly start-up.
 
 Its URL is exported as ``PREFECT_API_URL`` for the worker processes: without it each worker of the pool would
@@ -87,8 +87,9 @@ class _EmbeddedServer:
 
 class PrefectApi:
     """Construct early: unless ``PREFECT_API_URL`` (or a loaded test harness) names a server, it launches the
-    embedded one (``long_lived``: with the UI and the scheduler, for ``ttsprep serve``). Enter when a flow is about to run: the API the Prefect settings name (environment, profile)
-    if any, and the embedded server stopped unused; else the embedded one, once healthy. Returns the API URL.
+    embedded one (``long_lived``: with the UI and the scheduler, for ``ttsprep serve``). Enter when a flow is
+    about to run: the API the Prefect settings name (environment, profile) if any, and the embedded server
+    stopped unused; else the embedded one, once healthy. Returns the API URL.
 
     The embedded server's URL goes into ``PREFECT_API_URL`` and Prefect's process-global settings, for the
     rest of this process (the server lives until it exits) and its children: Prefect's own threads without
