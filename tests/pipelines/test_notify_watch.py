@@ -66,5 +66,8 @@ def test_changed_files_sees_additions_edits_and_removals(tmp_path):
     (root / "wavs" / "b.wav").unlink()
     assert watch.changed_files(root, out, "d") == ["wavs/a.wav", "wavs/b.wav", "wavs/c.wav"]
     os.utime(root / "wavs" / "c.wav", ns=(1, 1))
+    (root / "top.txt").write_bytes(b"t")
+    (root / "wavs" / "dangling.wav").symlink_to(root / "nowhere.wav")  # a broken link is not a file
     watch.record_snapshot(root, out, "d")
     assert watch.changed_files(root, out, "d") == []
+    assert sorted(watch.snapshot(root)) == ["top.txt", "wavs/a.wav", "wavs/c.wav"]
