@@ -216,15 +216,16 @@ def run_shards(shards: list[Shard], changes: dict[str, dict[str, Any]], scratch:
 
 
 def measure(shards: list[Shard], variants: list[str], passes: int, slow_passes: int,
-            scratch: Path) -> tuple[dict[str, Outcome], list[float]]:
-    """Warm up once, then ``passes`` rounds over the variants and the Lhotse reference (interleaved, so load
-    from other processes hits all alike). Every pass is instrumented; the stage split is that of each
-    variant's median pass. Returns the outcomes and the reference's CPU seconds per pass (none without lhotse)."""
+            scratch: Path) -> tuple[dict[str, Outcome], dict[str, list[float]]]:
+    """Warm up once, then ``passes`` rounds over the variants and the references (interleaved, so load from
+    other processes hits all alike). Every pass is instrumented; the stage split is that of each variant's
+    median pass. Returns the outcomes and each reference's CPU seconds per pass."""
     outcomes = {name: Outcome() for name in variants}
     splits: dict[str, list[dict[str, float]]] = {name: [] for name in variants}
-    reference, reference_s = lhotse_fbank_pass(shards), []
+    references = reference_passes(shards)
+    reference_s: dict[str, list[float]] = {name: [] for name in references}
     run_shards(shards, VARIANTS[variants[0]], scratch, Outcome())
-    if reference:
+    for reference in references.values():
         reference()
     for round_index in range(passes):
         for name in variants:
@@ -235,8 +236,8 @@ def measure(shards: list[Shard], variants: list[str], passes: int, slow_passes: 
                 total_s = run_shards(shards, VARIANTS[name], scratch, outcomes[name])
             outcomes[name].cpu_s.append(total_s)
             splits[name].append({**clock.seconds, "other": total_s - sum(clock.seconds.values())})
-        if reference:
-            reference_s.append(reference())
+        for name, reference in references.items():
+            reference_s[name].append(reference())
     for name, outcome in outcomes.items():
         median_pass = sorted(range(len(outcome.cpu_s)), key=outcome.cpu_s.__getitem__)[len(outcome.cpu_s) // 2]
         outcome.stages = splits[name][median_pass]
@@ -256,28 +257,40 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))
 
 
-def lhotse_fbank_pass(shards: list[Shard]) -> Callable[[], float] | None:
-    """A function timing one pass (CPU s) of Lhotse's 80-bin Kaldi fbank over the same utterances, each
-    decoded and resampled by ``load_audio`` as the pipeline does; None where lhotse is not installed (it is
-    optional). Its torch import is paid here, before any measured pass."""
+def reference_passes(shards: list[Shard]) -> dict[str, Callable[[], float]]:
+    """Functions timing one pass (CPU s) over the same utterances, each decoded and resampled by
+    ``load_audio`` as the pipeline does, then: this pipeline's STFT, log-mel and energy alone
+    (``extract_features`` without pitch or denoising), and, where lhotse is installed (``pip install
+    -e '.[bench]'``), Lhotse's 80-bin Kaldi fbank. Lhotse's torch import is paid here, before any pass."""
+
+    def timed(extract: Callable[[np.ndarray, int, StageConfig], Any]) -> Callable[[], float]:
+        def one_pass() -> float:
+            start = time.process_time()
+            for shard in shards:
+                rate = shard.config.audio.sample_rate
+                for utt in shard.utterances:
+                    extract(load_audio(Path(utt.audio_path), rate), rate, shard.config)
+            return time.process_time() - start
+        return one_pass
+
+    no_pitch = {id(shard.config): shard.config.features.model_copy(update={"f0_method": "none"}) for shard in shards}
+    no_denoise = shards[0].config.audio.denoise.model_copy(update={"method": "none"})
+
+    def own_features(samples: np.ndarray, rate: int, config: StageConfig) -> Any:
+        return features.extract_features(samples, rate, no_pitch[id(config)], no_denoise)
+
+    passes = {"reference: decode + this pipeline's STFT, log-mel and energy only": timed(own_features)}
     try:
         import torch
         from lhotse import Fbank, FbankConfig
     except ImportError:
-        return None
+        return passes
     torch.set_num_threads(1)
     extractors = {rate: Fbank(FbankConfig(num_mel_bins=80, sampling_rate=rate))
                   for rate in {shard.config.audio.sample_rate for shard in shards}}
-
-    def one_pass() -> float:
-        start = time.process_time()
-        for shard in shards:
-            rate = shard.config.audio.sample_rate
-            for utt in shard.utterances:
-                extractors[rate].extract(load_audio(Path(utt.audio_path), rate), rate)
-        return time.process_time() - start
-
-    return one_pass
+    passes["reference: decode + Lhotse 80-bin fbank only"] = timed(
+        lambda samples, rate, _config: extractors[rate].extract(samples, rate))
+    return passes
 
 
 def machine_sgemm_gflops() -> float:
@@ -297,7 +310,8 @@ def _speed_row(name: str, cpu_s: list[float], audio_s: float, rows: str, rejects
             f"| {1000 * median_s / audio_s:.2f} | {rows} | {rejects} |")
 
 
-def print_results(corpus: str, shards: list[Shard], outcomes: dict[str, Outcome], lhotse_s: list[float]) -> None:
+def print_results(corpus: str, shards: list[Shard], outcomes: dict[str, Outcome],
+                  reference_s: dict[str, list[float]]) -> None:
     audio_s, num_utterances = sum(shard.audio_s for shard in shards), sum(len(shard.utterances) for shard in shards)
     print(f"\n## {corpus}: {audio_s:.1f} s of input audio in {num_utterances} utterances\n")
     print("| variant | x realtime per core (median) | best pass | passes | ms CPU per audio s | rows | rejects |")
@@ -305,8 +319,8 @@ def print_results(corpus: str, shards: list[Shard], outcomes: dict[str, Outcome]
     for name, outcome in outcomes.items():
         rejects = ", ".join(f"{reason} {count}" for reason, count in sorted(outcome.rejects.items())) or "-"
         print(_speed_row(name, outcome.cpu_s, audio_s, str(outcome.rows), rejects))
-    if lhotse_s:
-        print(_speed_row("reference: decode + Lhotse 80-bin fbank only", lhotse_s, audio_s, "-", "-"))
+    for name, cpu_s in reference_s.items():
+        print(_speed_row(name, cpu_s, audio_s, "-", "-"))
     names = list(outcomes)
     print(f"\nCPU ms per audio second by stage (median pass):\n\n| stage | {' | '.join(names)} |")
     print("|---|" + "---:|" * len(names))

@@ -34,18 +34,22 @@ F0Method = Literal["dio", "harvest", "none"]
 HarvestRange = Literal["configured", "per_utterance"]
 #: Fewer voiced frames than this in the DIO pass: Harvest searches the configured range.
 MIN_VOICED_FRAMES = 10
+#: DIO's decimated rate stays at or above this multiple of ``f0_ceil``: ``dio_speed`` is lowered where needed
+#: (8 kHz and the default 800 Hz ceiling allow up to 4, i.e. DIO at 2 kHz).
+DIO_MIN_RATE_PER_CEIL = 2.5
 
 
 def extract_f0(samples: np.ndarray, sample_rate: int, hop_length: int, num_frames: int, *,
                method: F0Method = "dio", f0_floor: float = 71.0, f0_ceil: float = 800.0,
-               dio_speed: int = 2, analysis_rate: int | None = None,
+               dio_speed: int = 3, analysis_rate: int | None = None,
                harvest_range: HarvestRange = "configured") -> tuple[np.ndarray, np.ndarray]:
     """F0 in Hz per frame and the voiced mask: ``(f0 float32[num_frames], voiced bool[num_frames])``.
 
     ``samples`` is float32[N] at ``sample_rate`` Hz; frame ``t`` is centred on sample ``t * hop_length``.
     Unvoiced frames have f0 = 0. ``method="none"`` returns zeros and an all-False mask without analysing
     the signal. ``analysis_rate`` (Hz, None = ``sample_rate``) caps the rate DIO and StoneMask run at;
-    ``dio_speed`` is DIO's decimation factor below that rate (1 = none). Harvest searches ``f0_floor`` to
+    ``dio_speed`` is DIO's decimation factor below that rate (1 = none), at most ``dio_decimation`` allows.
+    Harvest searches ``f0_floor`` to
     ``f0_ceil``, or with ``harvest_range="per_utterance"`` the ``two_pass_range`` of a DIO pass within them.
     """
     if method == "none":
@@ -76,8 +80,14 @@ def _dio_stonemask(samples: np.ndarray, sample_rate: int, frame_period_ms: float
         samples = soxr.resample(samples, sample_rate, rate, quality="HQ")
     signal = np.ascontiguousarray(samples, dtype=np.float64)
     coarse_hz, times_s = pyworld.dio(signal, rate, f0_floor=f0_floor, f0_ceil=f0_ceil,
-                                     frame_period=frame_period_ms, speed=dio_speed)
+                                     frame_period=frame_period_ms, speed=dio_decimation(rate, dio_speed, f0_ceil))
     return pyworld.stonemask(signal, coarse_hz, times_s, rate)
+
+
+def dio_decimation(rate: int, dio_speed: int, f0_ceil: float) -> int:
+    """DIO's decimation factor at ``rate`` Hz: ``dio_speed``, lowered so that the decimated rate stays at or
+    above ``DIO_MIN_RATE_PER_CEIL * f0_ceil`` (an F0 near the ceiling keeps its band below Nyquist); >= 1."""
+    return max(1, min(dio_speed, int(rate // (DIO_MIN_RATE_PER_CEIL * f0_ceil))))
 
 
 def two_pass_range(first_pass_f0: np.ndarray, f0_floor: float, f0_ceil: float) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,14 +93,15 @@ def escape_problem(local_id: str, relative: str, error: PathEscapesRoot) -> Prob
     return Problem(local_id, PATH_ESCAPES_ROOT, str(error), str(relative))
 
 
-def read_lines(path: Path, *, id_separator: str | None = None,
+def read_lines(path: Path, *, id_separator: str | None = None, id_pattern: re.Pattern[bytes] | None = None,
                label: str | None = None) -> Iterator[tuple[int, str | Problem]]:
     """Yield ``(line_number, text)`` for each non-blank line, or a ``Problem`` for undecodable UTF-8.
 
     A UTF-8 byte-order mark and CR line ends are tolerated. The Problem's ``local_id`` is the line's id
     where lines start with one ended by ``id_separator`` and that id decodes (a Latin-1 line
-    ``LJ001-0001|Café`` gives ``LJ001-0001``), else ``<label>:<line number>`` (label: the file name).
-    Importers count that id as transcribed, so its audio is not reported a second time as untranscribed.
+    ``LJ001-0001|Café`` gives ``LJ001-0001``), or where ``id_pattern`` matches the line (group 1, ASCII), else
+    ``<label>:<line number>`` (label: the file name). Importers count that id as transcribed, so its audio is
+    not reported a second time as untranscribed.
     """
     data = Path(path).read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
@@ -113,12 +115,15 @@ def read_lines(path: Path, *, id_separator: str | None = None,
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, Problem(_line_id(raw, id_separator) or f"{label}:{number}", INVALID_ENCODING,
+            yield number, Problem(_line_id(raw, id_separator, id_pattern) or f"{label}:{number}", INVALID_ENCODING,
                                   f"{name} line {number} is not UTF-8: {exc.reason} at byte {exc.start}")
 
 
-def _line_id(raw: bytes, separator: str | None) -> str | None:
-    """The UTF-8 id before ``separator`` at the start of ``raw``, or None when there is none."""
+def _line_id(raw: bytes, separator: str | None, pattern: re.Pattern[bytes] | None) -> str | None:
+    """The ASCII group 1 of ``pattern`` matching ``raw``, or the UTF-8 id before ``separator`` at the start of
+    ``raw``; None when there is none."""
+    if pattern is not None and (match := pattern.match(raw)) and match.group(1).isascii():
+        return match.group(1).decode("ascii")
     if separator is None or separator.encode() not in raw:
         return None
     try:

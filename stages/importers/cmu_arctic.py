@@ -10,9 +10,10 @@ Sample line: ``( arctic_a0009 "He turned sharply, and faced Gregson across the t
 
 The root is one voice folder or a folder holding several (``cmu_us_*_arctic``); the local id is
 ``<speaker>_<prompt id>`` (``slt_arctic_a0009``) because prompt ids repeat across voices.
-Quirks: prompt text may hold ``\\"`` escapes (unescaped here). Prompt ids come in two sets, ``arctic_a*`` and
-``arctic_b*``. Known voices get gender and accent: awb Scottish, jmk Canadian, ksp Indian, the
-others US.
+Quirks: prompt text may hold ``\\"`` escapes (unescaped here). A prompt line that is not UTF-8 is reported
+under its utterance id where the prompt id itself is ASCII, else as ``<voice>/etc/txt.done.data:<line>``.
+Prompt ids come in two sets, ``arctic_a*`` and ``arctic_b*``. Known voices get gender and accent: awb
+Scottish, jmk Canadian, ksp Indian, the others US.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from stages.records import MALFORMED_METADATA, SourceUtterance
 DEFAULT_LANGUAGE = "en"
 VOICE_FOLDER = re.compile(r"^cmu_[a-z]+_([a-z0-9]+)_arctic$")
 PROMPT_LINE = re.compile(r'^\(\s*(\S+)\s+"(.*)"\s*\)\s*$')
+#: The prompt id of a line whose text is not UTF-8.
+PROMPT_ID = re.compile(rb"^\(\s*([A-Za-z0-9_-]+)\s")
 #: ``{speaker: (gender, accent)}`` for the voices documented on festvox.org.
 KNOWN_VOICES = {"awb": ("male", "scottish"), "bdl": ("male", "us"), "clb": ("female", "us"),
                 "jmk": ("male", "canadian"), "ksp": ("male", "indian"), "rms": ("male", "us"),
@@ -58,9 +61,12 @@ def scan(root: Path, options: Options, language: str) -> Iterator[SourceUtteranc
         label = f"{voice.name}/etc/txt.done.data"
         gender, accent = KNOWN_VOICES.get(speaker, (None, None))
         listed: set[str] = set()
-        for number, line in read_lines(prompts):
+        for number, line in read_lines(prompts, id_pattern=PROMPT_ID, label=label):
             if isinstance(line, Problem):
-                yield dataclasses.replace(line, local_id=f"{label}:{number}")
+                if line.local_id != f"{label}:{number}":  # the prompt id was read: report the utterance
+                    listed.add(line.local_id)
+                    line = dataclasses.replace(line, local_id=f"{speaker}_{line.local_id}")
+                yield line
                 continue
             match = PROMPT_LINE.match(line)
             if match is None:

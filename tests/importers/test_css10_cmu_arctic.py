@@ -54,15 +54,15 @@ def test_cmu_arctic_quotes_and_problems(tmp_path):
         '( arctic_a0001 "He said \\"no\\" twice." )\n'
         'arctic_a0002 "no parentheses"\n'
         '( arctic_a0003 "" )\n'
-        '( ../../../../escape "Out." )\n').encode() + b'( arctic_a0004 "\xff" )\n')
-    write_audio(voice / "wav" / "arctic_a0001.wav")
-    write_audio(voice / "wav" / "arctic_b0539.wav")
+        '( ../../../../escape "Out." )\n').encode() + b'( arctic_a0004 "\xff" )\n( arctic_\xe90005 "x" )\n')
+    for prompt in ("arctic_a0001", "arctic_a0004", "arctic_b0539"):
+        write_audio(voice / "wav" / f"{prompt}.wav")
     items = list(cmu_arctic.scan(tmp_path, cmu_arctic.Options(), "en"))
     [utt] = [i for i in items if i.local_id == "xyz_arctic_a0001"]
     assert (utt.text, utt.speaker, utt.gender, utt.accent) == ('He said "no" twice.', "xyz", None, None)
     label = "cmu_us_xyz_arctic/etc/txt.done.data"
     assert reasons(items) == {f"{label}:2": "malformed_metadata", "xyz_arctic_a0003": "empty_transcript",
-                              "xyz_../../../../escape": "path_escapes_root", f"{label}:5": "invalid_encoding",
-                              "xyz_arctic_b0539": "missing_transcript"}
+                              "xyz_../../../../escape": "path_escapes_root", "xyz_arctic_a0004": "invalid_encoding",
+                              f"{label}:6": "invalid_encoding", "xyz_arctic_b0539": "missing_transcript"}
     with pytest.raises(ConfigError, match="holds none"):
         list(cmu_arctic.scan(voice / "wav", cmu_arctic.Options(), "en"))

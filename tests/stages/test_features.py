@@ -13,7 +13,7 @@ from stages.config import DenoiseConfig, FeatureConfig
 from stages.errors import ConfigError
 from stages.features import extract_features, istft, stft
 from stages.frames import num_frames_for
-from stages.pitch import MIN_VOICED_FRAMES, extract_f0, two_pass_range
+from stages.pitch import MIN_VOICED_FRAMES, dio_decimation, extract_f0, two_pass_range
 from tests.helpers import tone_bursts
 
 NO_PITCH = FeatureConfig(f0_method="none")
@@ -127,7 +127,7 @@ def glide(sample_rate: int, start_hz: float, end_hz: float, duration_s: float = 
 
 @pytest.mark.parametrize("method, dio_speed, analysis_rate", [
     ("dio", 1, None), ("dio", 2, None), ("dio", 4, None), ("harvest", 1, None), ("harvest", 2, 8000),
-    ("dio", 1, 8000), ("dio", 2, 8000)])
+    ("dio", 1, 8000), ("dio", 2, 8000), ("dio", 3, 8000), ("dio", 4, 8000)])
 @pytest.mark.parametrize("sample_rate, hop_length, start_hz, end_hz", [(22050, 256, 150, 200), (16000, 80, 300, 450)])
 def test_synthetic_glide_is_recovered_within_2_percent(method, dio_speed, analysis_rate, sample_rate, hop_length,
                                                       start_hz, end_hz):
@@ -145,7 +145,8 @@ def test_synthetic_glide_is_recovered_within_2_percent(method, dio_speed, analys
 @pytest.mark.parametrize("method, dio_speed, analysis_rate, harvest_range, max_cents, min_voicing", [
     ("dio", 1, None, None, 40.0, 0.85), ("dio", 2, None, None, 40.0, 0.85), ("dio", 4, None, None, 40.0, 0.85),
     ("harvest", 1, None, "configured", 40.0, 0.65), ("harvest", 2, 8000, "per_utterance", 40.0, 0.65),
-    ("dio", 1, 8000, None, 40.0, 0.85), ("dio", 2, 8000, None, 40.0, 0.85)])
+    ("dio", 1, 8000, None, 40.0, 0.85), ("dio", 2, 8000, None, 40.0, 0.85), ("dio", 3, 8000, None, 40.0, 0.85),
+    ("dio", 4, 8000, None, 40.0, 0.85)])
 def test_f0_agrees_with_sptk_reference_tracks(shared_corpora, method, dio_speed, analysis_rate, harvest_range,
                                               max_cents, min_voicing):
     """arctic_a0007 (16 kHz, hop 80, 60-240 Hz) against SPTK RAPT and SWIPE' (values are 16000 / F0), at the
@@ -169,16 +170,27 @@ def test_f0_agrees_with_sptk_reference_tracks(shared_corpora, method, dio_speed,
 
 
 def test_low_analysis_rate_matches_full_rate_on_real_speech(shared_corpora):
-    """LJSpeech (22.05 kHz): DIO + StoneMask analysed at 8 kHz (the default) agrees with the 22.05 kHz analysis."""
+    """LJSpeech (22.05 kHz): DIO + StoneMask analysed at 8 kHz and decimated (the defaults) agree with the
+    undecimated 22.05 kHz analysis."""
     samples, sample_rate = sf.read(shared_corpora / "ljspeech/LJSpeech-1.1/wavs/LJ001-0001.wav", dtype="float32")
     frames = num_frames_for(samples.size, 256)
+    defaults = FeatureConfig()
     full, _ = extract_f0(samples, sample_rate, 256, frames, dio_speed=1)
-    low, _ = extract_f0(samples, sample_rate, 256, frames, dio_speed=2, analysis_rate=8000)
+    low, _ = extract_f0(samples, sample_rate, 256, frames, dio_speed=defaults.dio_speed,
+                        analysis_rate=defaults.f0_sample_rate)
     both = (full > 0) & (low > 0)
     assert both.sum() > 300
     assert np.median(np.abs(1200 * np.log2(low[both] / full[both]))) < 5
     assert np.mean(np.abs(low[both] / full[both] - 1) > 0.2) < 0.02
     assert np.mean((full > 0) == (low > 0)) > 0.93
+
+
+@pytest.mark.parametrize("rate, dio_speed, f0_ceil, expected", [
+    (8000, 3, 800.0, 3), (8000, 12, 800.0, 4), (8000, 4, 1000.0, 3), (8000, 3, 4000.0, 1), (22050, 12, 800.0, 11)])
+def test_dio_decimation_keeps_the_ceiling_below_nyquist(rate, dio_speed, f0_ceil, expected):
+    """DIO's decimated rate stays at or above 2.5 x f0_ceil: the requested speed is lowered, never raised."""
+    assert dio_decimation(rate, dio_speed, f0_ceil) == expected
+    assert rate / expected >= 2.5 * f0_ceil or expected == 1
 
 
 @pytest.mark.parametrize("analysis_rate", [None, 16000, 8000])
