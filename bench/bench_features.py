@@ -1,7 +1,7 @@
 """Benchmark: x realtime per core of ``stages.features.extract_features`` (one thread).
 
 Variants: mel + energy only (no pitch, no denoise), + spectral gate, + gate + DIO + StoneMask (at the
-input rate, and at the default 8 kHz ``f0_sample_rate`` with DIO speed 1 and 2), + gate + Harvest, and the
+input rate, and at the default 8 kHz ``f0_sample_rate`` with DIO speed 1, 2 and 3), + gate + Harvest, and the
 noisereduce package instead of the gate. glibc keeps freed memory, as in ``bench/bench_pipeline.py``.
 x realtime = audio seconds per CPU second (``time.process_time``), median of ``--passes`` passes over the
 whole corpus after one warm-up pass (Harvest: ``--harvest-clips`` clips, one pass). Decoding is excluded.
@@ -44,9 +44,10 @@ VARIANTS = {
     "mel+energy (no pitch, no denoise)": (FeatureConfig(f0_method="none"), DenoiseConfig(method="none")),
     "gate + mel + energy": (FeatureConfig(f0_method="none"), DenoiseConfig()),
     "noisereduce + mel + energy": (FeatureConfig(f0_method="none"), DenoiseConfig(method="noisereduce")),
-    "gate + DIO speed 2 at the input rate": (FeatureConfig(f0_sample_rate=None), DenoiseConfig()),
+    "gate + DIO speed 2 at the input rate": (FeatureConfig(f0_sample_rate=None, dio_speed=2), DenoiseConfig()),
     "gate + DIO speed 1 at 8 kHz": (FeatureConfig(dio_speed=1), DenoiseConfig()),
-    "gate + DIO speed 2 at 8 kHz (default)": (FeatureConfig(), DenoiseConfig()),
+    "gate + DIO speed 2 at 8 kHz": (FeatureConfig(dio_speed=2), DenoiseConfig()),
+    "gate + DIO speed 3 at 8 kHz (default)": (FeatureConfig(), DenoiseConfig()),
     "gate + Harvest": (FeatureConfig(f0_method="harvest"), DenoiseConfig()),
 }
 
