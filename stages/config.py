@@ -130,9 +130,9 @@ class FeatureConfig(Strict):
     f0_sample_rate: int | None = Field(8000, ge=4000)
     #: pyworld DIO's decimation factor below ``f0_sample_rate`` (1 = none); StoneMask refines at that rate.
     #: Lowered where the decimated rate would fall under 2.5 x f0_ceil (``stages.pitch.dio_decimation``).
-    #: At 8 kHz, 3 (DIO at 2.67 kHz) costs ~20 % less than 2 and is as close to Harvest (37 real clips of 8
-    #: corpora) and to the SPTK tracks; its voicing differs from a 22.05 kHz DIO's on 3 % of frames, against
-    #: 2 % for 2 and 4 % for 4.
+    #: At 8 kHz, 3 (DIO at 2.67 kHz) costs ~20 % less than 2 and is as close to Harvest and to the SPTK
+    #: tracks; its voicing differs from a 22.05 kHz DIO's on 3 % of frames, against 2 % for 2 and 4 % for 4
+    #: (``bench/bench_f0_accuracy.py``: 33 clips of 8 corpora).
     dio_speed: int = Field(3, ge=1, le=12)
     f0_floor: float = Field(71.0, gt=0)
     f0_ceil: float = Field(800.0, gt=0)

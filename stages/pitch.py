@@ -49,8 +49,8 @@ def extract_f0(samples: np.ndarray, sample_rate: int, hop_length: int, num_frame
     Unvoiced frames have f0 = 0. ``method="none"`` returns zeros and an all-False mask without analysing
     the signal. ``analysis_rate`` (Hz, None = ``sample_rate``) caps the rate DIO and StoneMask run at;
     ``dio_speed`` is DIO's decimation factor below that rate (1 = none), at most ``dio_decimation`` allows.
-    Harvest searches ``f0_floor`` to
-    ``f0_ceil``, or with ``harvest_range="per_utterance"`` the ``two_pass_range`` of a DIO pass within them.
+    Harvest searches ``f0_floor`` to ``f0_ceil``, or with ``harvest_range="per_utterance"`` the
+    ``two_pass_range`` of a DIO pass within them.
     """
     if method == "none":
         return np.zeros(num_frames, np.float32), np.zeros(num_frames, bool)
