@@ -44,3 +44,48 @@ class Aligner(Protocol):
 
     def align(self, local_id: str, *, num_frames: int, trim_start_s: float, sample_rate: int, hop_length: int,
               reduction_factor: int) -> Alignment: ...
+
+
+@dataclass(frozen=True)
+class SpeechInput:
+    """What an audio-based aligner (``auto``'s pocketsphinx and synthesis aligners) sees of one utterance.
+
+    ``samples`` float32 [N] is the conditioned (trimmed, denoised) audio at ``sample_rate`` Hz whose features
+    were computed: frame ``t`` is centred on sample ``t * hop_length``, and the grid has ``num_frames`` frames
+    (a multiple of ``reduction_factor``). ``tokens`` are the dataset's own G2P tokens (phones and the
+    punctuation marks of ``stages.text.g2p.PUNCTUATION``), ``text`` the normalised text they came from.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    hop_length: int
+    num_frames: int
+    reduction_factor: int
+    text: str
+    tokens: list[str]
+    language: str
+
+
+@dataclass(frozen=True)
+class TokenSpan:
+    """Where an aligner heard token ``tokens[token]`` (``None``: a pause it found), ``[start_s, end_s)`` in
+    seconds of ``SpeechInput.samples``; ``aligners.spans.spans_to_alignment`` turns spans into durations."""
+
+    token: int | None
+    start_s: float
+    end_s: float
+
+
+class SpeechAligner(Protocol):
+    """An aligner of ``align.method: auto``: the dataset's own tokens timed on the audio itself.
+
+    ``name`` is what ``index.json`` and the shards record (``alignment_method``). ``align`` raises
+    ``AlignmentFailed`` (with a detail naming the cause) when it cannot align the utterance; ``auto`` then
+    tries the next aligner of the language.
+    """
+
+    name: str
+
+    def supports(self, language: str) -> bool: ...
+
+    def align(self, speech: SpeechInput) -> Alignment: ...

@@ -1,22 +1,25 @@
-"""Benchmark: cost and agreement of the DIO + StoneMask settings (analysis rate, decimation) on real speech.
+"""Benchmark: F0 of the pipeline's feature path against SPTK RAPT, per dataset and pooled, and its cost.
 
-Clips from each corpus in ``../shared/corpora`` (``--per-corpus`` of each, resampled to 22.05 kHz, the
-pipeline's rate; espeak-ng sentences where ``../shared`` is absent) go through ``stages.pitch.extract_f0``
-with each setting, on the pipeline's frame grid (hop 256), F0 range 71-800 Hz. There is no hand-labelled F0
-here, so each setting is compared with two other analyses of the same clips:
+Every clip of every dataset in ``datasets.yaml`` (the samples in ``../shared/corpora``) goes through what
+``process_shard`` does for its acoustic columns: ingest and plan into a temporary folder, then per shard
+``stages.process.acoustic_rows`` (decode, conditioning, denoising, the F0 first pass of every utterance, the
+speaker ranges, the final F0). Each row's own audio (the FLAC it stores) is analysed by RAPT (``pysptk.rapt``,
+hop 256 at 22.05 kHz, 60-500 Hz; independent of our trackers) and compared frame by frame:
 
-* Harvest over 71-800 Hz at 22.05 kHz (WORLD's accurate, ~20x costlier estimator): gross pitch errors
-  (frames voiced in both, off by more than 20 %), median error in cents on the other both-voiced frames,
-  and voicing agreement (fraction of frames both call voiced or both unvoiced);
-* DIO undecimated at 22.05 kHz: voicing agreement, i.e. how far a cheaper setting moves DIO's decisions.
+* GPE: frames voiced in both with our F0 more than 20 % off RAPT's, over the frames voiced in both;
+* VDE: frames whose voicing differs, over all frames;
+* octave-up: our voiced frames above 1.8 x the utterance's voiced median, over our voiced frames;
+* out of range: our voiced values outside the range the row was analysed in (the configured one);
+* ms per audio second: CPU time of ``acoustic_rows`` minus that with ``f0_method: none``, one thread.
 
-Each figure is the mean over clips (cents: the median over clips). Where ``../shared`` is present the
-SPTK RAPT and SWIPE' tracks of ``arctic_a0007`` (16 kHz, hop 80, 60-240 Hz) are compared as in
-``tests/stages/test_features.py``. Cost: CPU ms of ``extract_f0`` per audio second, one thread, best of
-``--passes``.
+Variants: ``before`` (DIO + StoneMask over the configured range, the trackers' own voicing: the previous
+default, except that values outside the range are now unvoiced), ``dio`` (the default), ``harvest``. Also
+Harvest and DIO on ``arctic_a0007`` (awb, 16 kHz, hop 80, 60-240 Hz) against the SPTK RAPT and SWIPE'
+reference files. Needs ``pip install -e .[bench]`` (pysptk).
 
-    python bench/bench_f0_accuracy.py
-    python bench/bench_f0_accuracy.py --per-corpus 10 --passes 3
+    python bench/bench_f0_accuracy.py                      # before, dio
+    python bench/bench_f0_accuracy.py --variants before dio harvest
+    python bench/bench_f0_accuracy.py --variants dio --datasets vctk jsut   # a quick look while iterating
 """
 
 from __future__ import annotations
@@ -27,119 +30,164 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import io  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
+from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
-import soxr  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # pysptk imports the deprecated pkg_resources
+    import pysptk  # noqa: E402
 
-from bench.bench_features import load_corpus  # noqa: E402
-from bench.bench_pipeline import SHARED_CORPORA, keep_freed_memory  # noqa: E402
-from stages.audio_io import load_audio  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from pipelines import prepare  # noqa: E402
+from stages import process  # noqa: E402
+from stages.config import load_project  # noqa: E402
 from stages.frames import num_frames_for  # noqa: E402
+from stages.layout import DatasetLayout  # noqa: E402
 from stages.pitch import extract_f0  # noqa: E402
+from stages.shard_state import read_utterances  # noqa: E402
 
-SAMPLE_RATE, HOP_LENGTH = 22050, 256
-#: Setting name -> (analysis rate, None = the input's; DIO speed).
-SETTINGS = {
-    "22.05 kHz, speed 1": (None, 1),
-    "8 kHz, speed 1": (8000, 1),
-    "8 kHz, speed 2": (8000, 2),
-    "8 kHz, speed 3 (default)": (8000, 3),
-    "8 kHz, speed 4": (8000, 4),
-}
-#: Corpus folder -> audio file pattern under it.
-CORPORA = {"ljspeech": "*.wav", "vctk": "*.flac", "cmu_arctic": "*.wav", "aishell3": "*.wav", "jsut": "*.wav",
-           "libritts": "*.wav", "librispeech": "*.flac", "common_voice": "*.mp3"}
+CONFIG = REPO_ROOT / "datasets.yaml"
+SHARED_CORPORA = REPO_ROOT.parent / "shared" / "corpora"
 ARCTIC = "cmu_arctic/cmu_us_awb_arctic/wav/arctic_a0007.wav"
 ARCTIC_F0 = "cmu_arctic/reference_f0/sptk_pitch/arctic_a0007_p16_L60_H240_o0_{}.txt"
+RAPT_RANGE = (60.0, 500.0)
+#: Variant -> FeatureConfig fields changed from each dataset's own.
+VARIANTS = {
+    "before": {"f0_refine": False, "f0_range_mode": "configured"},
+    "dio": {},
+    "harvest": {"f0_method": "harvest"},
+}
 
 
-def load_clips(per_corpus: int) -> tuple[str, list[np.ndarray]]:
-    """``per_corpus`` clips of each shared corpus as float32 at 22.05 kHz, or espeak-ng sentences."""
-    if not SHARED_CORPORA.is_dir():
-        source, clips = load_corpus(SHARED_CORPORA, 0)  # no corpus there: espeak-ng sentences
-        return source, [load_resampled(samples, rate) for samples, rate in clips]
-    paths = [path for folder, pattern in CORPORA.items()
-             for path in sorted((SHARED_CORPORA / folder).rglob(pattern))[:per_corpus]]
-    return f"{len(paths)} clips of {len(CORPORA)} corpora in {SHARED_CORPORA}", \
-        [load_audio(path, SAMPLE_RATE) for path in paths]
+def rapt(samples: np.ndarray, sample_rate: int, hop: int) -> np.ndarray:
+    return pysptk.rapt(samples.astype(np.float64) * 32768, sample_rate, hop, min=RAPT_RANGE[0], max=RAPT_RANGE[1],
+                       otype="f0")
 
 
-def load_resampled(samples: np.ndarray, rate: int) -> np.ndarray:
-    return samples if rate == SAMPLE_RATE else soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32)
+def counts(f0: np.ndarray, reference: np.ndarray, f0_range: tuple[float, float]) -> np.ndarray:
+    """[gross, both voiced, voicing errors, frames, octave-up, voiced, out of range]."""
+    length = min(f0.size, reference.size)
+    ours, ref = f0[:length], reference[:length]
+    both = (ours > 0) & (ref > 0)
+    voiced = f0[f0 > 0]
+    median = np.median(voiced) if voiced.size else 0.0
+    return np.array([np.sum(np.abs(ours[both] / ref[both] - 1) > 0.2), both.sum(), np.sum((ours > 0) != (ref > 0)),
+                     length, np.sum(voiced > 1.8 * median), voiced.size,
+                     np.sum((voiced < f0_range[0] - 1e-3) | (voiced > f0_range[1] + 1e-3))], dtype=np.float64)
 
 
-def f0_of(samples: np.ndarray, setting: tuple[int | None, int], method: str = "dio") -> np.ndarray:
-    analysis_rate, speed = setting
-    return extract_f0(samples, SAMPLE_RATE, HOP_LENGTH, num_frames_for(samples.size, HOP_LENGTH), method=method,
-                      dio_speed=speed, analysis_rate=analysis_rate, harvest_range="configured")[0]
+def prepared_shards(out: Path, only: list[str] | None = None) -> list[tuple[str, object, list]]:
+    """(dataset, its StageConfig, utterances) per planned shard of every dataset in ``datasets.yaml`` (or of
+    those named in ``only``)."""
+    shards = []
+    for dataset in load_project(CONFIG).datasets:
+        if only and dataset.name not in only:
+            continue
+        summary = prepare.ingest_and_plan(str(CONFIG), dataset.name, str(out))
+        layout = DatasetLayout(out, dataset.name)
+        for name, _ in summary.shards:
+            shards.append((dataset.name, dataset.config, read_utterances(layout.shard_inputs(name))))
+    return shards
 
 
-def agreement(ours: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
-    """(gross error fraction, median cents on the other both-voiced frames, voicing agreement)."""
-    both = (ours > 0) & (reference > 0)
-    ratio = ours[both] / reference[both]
-    fine = ratio[np.abs(ratio - 1) <= 0.2]
-    cents = float(np.median(np.abs(1200 * np.log2(fine)))) if fine.size else float("nan")
-    gross = float(np.mean(np.abs(ratio - 1) > 0.2)) if ratio.size else 0.0
-    return gross, cents, float(np.mean((ours > 0) == (reference > 0)))
+def run_variant(shards: list, changes: dict) -> tuple[dict[str, np.ndarray], float, float]:
+    """Counts per dataset, CPU seconds of ``acoustic_rows`` and audio seconds."""
+    totals: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(7))
+    cpu = audio = 0.0
+    for dataset, config, utterances in shards:
+        variant = config.model_copy(update={"features": config.features.model_copy(update=changes)})
+        start = time.process_time()
+        rows, _ = process.acoustic_rows(utterances, variant)
+        cpu += time.process_time() - start
+        features = variant.features
+        for utt in utterances:
+            row = rows[utt.utt_id]
+            if isinstance(row, Exception):
+                print(f"  {utt.utt_id}: rejected ({row})")
+                continue
+            samples, rate = sf.read(io.BytesIO(row["audio"]), dtype="float32")
+            audio += samples.size / rate
+            f0_range = tuple(features.speaker_f0_range.get(utt.speaker, (features.f0_floor, features.f0_ceil)))
+            totals[dataset] += counts(np.asarray(row["f0"]), rapt(samples, rate, features.hop_length), f0_range)
+    return totals, cpu, audio
 
 
-def sptk_agreement(setting: tuple[int | None, int]) -> str:
-    """Gross errors and voicing agreement against SPTK RAPT and SWIPE' on arctic_a0007 (``-`` if absent)."""
+def warm_up() -> None:
+    """Load the refinement's compiled NCCF kernel (numba) before anything is timed: a one-off per process."""
+    t = np.arange(22050) / 22050
+    extract_f0((0.3 * np.sign(np.sin(2 * np.pi * 150 * t))).astype(np.float32), 22050, 256, 87, analysis_rate=8000)
+
+
+def no_pitch_cpu(shards: list) -> float:
+    start = time.process_time()
+    for _, config, utterances in shards:
+        process.acoustic_rows(utterances, config.model_copy(
+            update={"features": config.features.model_copy(update={"f0_method": "none"})}))
+    return time.process_time() - start
+
+
+def arctic_rows() -> list[str]:
+    """Table rows: trackers on arctic_a0007 against the SPTK reference files (VDE, GPE)."""
     if not (SHARED_CORPORA / ARCTIC).is_file():
-        return "-"
+        return []
     samples, rate = sf.read(SHARED_CORPORA / ARCTIC, dtype="float32")
     frames = num_frames_for(samples.size, 80)
-    f0 = extract_f0(samples, rate, 80, frames, f0_floor=60, f0_ceil=240, dio_speed=setting[1],
-                    analysis_rate=setting[0])[0]
-    cells = []
+    references = {}
     for tracker in ("rapt", "swipe"):
         period = np.loadtxt(SHARED_CORPORA / ARCTIC_F0.format(tracker))
-        reference = np.where(period > 0, rate / np.where(period > 0, period, 1), 0.0)
-        length = min(reference.size, frames)
-        gross, _, voicing = agreement(f0[:length], reference[:length])
-        cells.append(f"{tracker} {100 * gross:.1f} % / {voicing:.3f}")
-    return ", ".join(cells)
-
-
-def cost_ms_per_s(clips: list[np.ndarray], setting: tuple[int | None, int], passes: int) -> float:
-    audio_s = sum(clip.size for clip in clips) / SAMPLE_RATE
-    best = float("inf")
-    for _ in range(passes):
-        start = time.process_time()
-        for clip in clips:
-            f0_of(clip, setting)
-        best = min(best, time.process_time() - start)
-    return 1000 * best / audio_s
+        references[tracker] = np.where(period > 0, rate / np.where(period > 0, period, 1), 0.0)
+    rows = []
+    for method, refine, label in (("harvest", False, "Harvest, no refinement (before)"),
+                                  ("harvest", True, "Harvest (refined, per-utterance range)"),
+                                  ("dio", False, "DIO, no refinement (before)"), ("dio", True, "DIO (default)")):
+        f0, _ = extract_f0(samples, rate, 80, frames, method=method, f0_floor=60, f0_ceil=240, analysis_rate=8000,
+                           harvest_range="per_utterance", refine=refine,
+                           range_mode="utterance" if refine else "configured")
+        cells = []
+        for tracker, reference in references.items():
+            c = counts(f0, reference, (60, 240))
+            cells.append(f"{100 * c[2] / c[3]:.1f} % / {100 * c[0] / max(c[1], 1):.1f} %")
+        rows.append(f"| {label} | {int((f0 > 0).sum())} of {frames} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-corpus", type=int, default=6, help="clips per shared corpus")
-    parser.add_argument("--passes", type=int, default=3, help="timed passes per setting (best counts)")
+    parser.add_argument("--variants", nargs="+", choices=tuple(VARIANTS), default=["before", "dio"])
+    parser.add_argument("--datasets", nargs="+", metavar="NAME", help="only these datasets (default: all)")
     args = parser.parse_args()
-    keep_freed_memory()
-    source, clips = load_clips(args.per_corpus)
-    audio_s = sum(clip.size for clip in clips) / SAMPLE_RATE
-    print(f"corpus: {source}, {audio_s:.1f} s of audio at 22.05 kHz; F0 71-800 Hz, hop 256; one thread\n")
-    harvest = [f0_of(clip, (None, 1), method="harvest") for clip in clips]
-    undecimated = [f0_of(clip, SETTINGS["22.05 kHz, speed 1"]) for clip in clips]
-    print("| DIO + StoneMask | ms per audio s | vs Harvest: gross errors | cents | voicing agreement "
-          "| voicing vs 22.05 kHz DIO | SPTK arctic_a0007: gross errors / voicing |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for name, setting in SETTINGS.items():
-        tracks = [f0_of(clip, setting) for clip in clips]
-        versus_harvest = np.array([agreement(ours, ref) for ours, ref in zip(tracks, harvest)])
-        voicing_vs_dio = np.mean([agreement(ours, ref)[2] for ours, ref in zip(tracks, undecimated)])
-        print(f"| {name} | {cost_ms_per_s(clips, setting, args.passes):.2f} "
-              f"| {100 * versus_harvest[:, 0].mean():.2f} % | {np.nanmedian(versus_harvest[:, 1]):.1f} "
-              f"| {versus_harvest[:, 2].mean():.3f} | {voicing_vs_dio:.3f} | {sptk_agreement(setting)} |", flush=True)
+    warm_up()
+    with tempfile.TemporaryDirectory() as out:
+        shards = prepared_shards(Path(out), args.datasets)
+        baseline_cpu = no_pitch_cpu(shards)
+        results = {name: run_variant(shards, VARIANTS[name]) for name in args.variants}
+    audio_s = next(iter(results.values()))[2]
+    print(f"{sum(len(u) for *_, u in shards)} clips, {audio_s:.1f} s after conditioning; vs RAPT 60-500 Hz, hop 256 "
+          f"at 22.05 kHz; one thread\n")
+    print("| variant | dataset | GPE | VDE | octave-up | out of range | F0 ms per audio s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, (totals, cpu, audio) in results.items():
+        pooled = sum(totals.values(), np.zeros(7))
+        cost = 1000 * (cpu - baseline_cpu) / audio
+        for dataset, c in [*sorted(totals.items()), ("pooled", pooled)]:
+            print(f"| {name} | {dataset} | {100 * c[0] / max(c[1], 1):.1f} % | {100 * c[2] / c[3]:.1f} % "
+                  f"| {100 * c[4] / max(c[5], 1):.1f} % | {int(c[6])} | {cost:.2f} |" if dataset == "pooled" else
+                  f"| {name} | {dataset} | {100 * c[0] / max(c[1], 1):.1f} % | {100 * c[2] / c[3]:.1f} % "
+                  f"| {100 * c[4] / max(c[5], 1):.1f} % | {int(c[6])} | |")
+    print("\narctic_a0007 (awb, 16 kHz, hop 80, 60-240 Hz) against the SPTK reference files\n")
+    print("| tracker | voiced frames | vs RAPT: VDE / GPE | vs SWIPE': VDE / GPE |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(arctic_rows()))
 
 
 if __name__ == "__main__":

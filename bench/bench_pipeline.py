@@ -51,7 +51,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.make_load_corpus import write_load_corpus  # noqa: E402
-from stages import conditioning, features, process, text_stage  # noqa: E402
+from stages import alignment, conditioning, features, pitch, process, text_stage  # noqa: E402
 from stages.atomic import rows_to_table, write_parquet  # noqa: E402
 from stages.audio_io import load_audio  # noqa: E402
 from stages.config import StageConfig, build_project  # noqa: E402
@@ -69,6 +69,7 @@ LHOTSE_FBANK_X_REALTIME = 870
 #: Variant name -> the ``StageConfig`` sections it changes from the defaults.
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "dio": {},
+    "dio-no-align": {"align": {"method": "none"}},  # the feature path alone: default settings, no durations
     "dio-no-denoise": {"audio": {"denoise": {"method": "none"}}},
     "harvest": {"features": {"f0_method": "harvest"}},  # its range from a DIO pass (the default)
     # Harvest over the whole configured range, 71-800 Hz
@@ -95,8 +96,11 @@ TIMED_FUNCTIONS: tuple[tuple[Any, str, str], ...] = (
     (features, "spectral_gate", "features: gate mask"),
     (features, "istft", "features: istft"),
     (features, "mel_and_energy", "features: mel + energy"),
+    (features, "first_pass", "features: pitch"),
     (features, "extract_f0", "features: pitch"),
+    (pitch, "final_pass", "features: pitch"),
     (process, "encode_flac", "flac encode"),
+    (alignment, "align_auto", "align (auto)"),
     (process, "finish_row", "align, prosody, invariants"),
     (RunningStats, "add", "statistics: add"),
     (RunningStats, "save", "statistics: save (per shard)"),

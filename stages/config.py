@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stages.errors import ConfigError
+from stages.quality import dnsmos_available
 
 
 class Strict(BaseModel):
@@ -54,6 +55,9 @@ class FilterConfig(Strict):
     #: A text file of utterance ids (one per line, ``#`` comments) to drop.
     blocklist: Path | None = None
     min_snr_db: float | None = 5.0
+    #: Drop utterances whose DNSMOS P.835 overall score (``dnsmos_ovrl``, 1-5) is below this (``low_dnsmos``);
+    #: needs ``features.dnsmos``. None = keep all.
+    min_dnsmos: float | None = Field(None, ge=1, le=5)
     max_clipping_fraction: float = Field(0.01, ge=0, le=1)
 
 
@@ -94,6 +98,21 @@ class DenoiseConfig(Strict):
     #: 500 Hz / 50 ms blur harmonics and cost ~8 dB of SNR on speech); 0 = no smoothing along that axis.
     freq_mask_smooth_hz: float = Field(100.0, ge=0)
     time_mask_smooth_ms: float = Field(25.0, ge=0)
+    #: Denoise only utterances whose estimated SNR (``stages.signal_quality.estimate_snr_db`` on the conditioned
+    #: audio, the shards' ``snr_db``) is below this; the rest pass untouched. None = denoise every utterance.
+    #: The 77 clips of the shared corpora estimate at 18.9-62 dB (median 35); clean speech plus white or pink
+    #: noise at 10 dB at 13-18 dB, where the gate gains 4-7 dB of SI-SDR; at 30 dB (estimates 26-35) it
+    #: loses ~2 dB (``bench/bench_denoise.py``).
+    snr_threshold_db: float | None = 18.0
+    #: The most the denoiser may attenuate any STFT bin, in dB: its gain mask never falls below
+    #: ``10 ** (-max_attenuation_db / 20)`` (for ``noisereduce``: ``prop_decrease`` is capped at one minus
+    #: that). None = unbounded (noisereduce's hard zero at ``prop_decrease`` 1, which punches holes at the
+    #: log-mel floor). 20 dB keeps 90-100 % of the unbounded gate's SNR gain at 0-10 dB input SNR.
+    max_attenuation_db: float | None = Field(20.0, gt=0)
+    #: Gaussian dither, in 16-bit LSBs (Kaldi's ``dither=1``: -90 dBFS), added in power to the log-mel and the
+    #: energy (``stages.features.dither_power``; the waveform is left alone): digital silence and bands a codec
+    #: emptied read as that noise floor instead of sitting at the log-mel floor. 0 = none (librosa's mel).
+    mel_dither_lsb: float = Field(1.0, ge=0)
 
 
 class LoudnessConfig(Strict):
@@ -142,6 +161,26 @@ class FeatureConfig(Strict):
     harvest_range: Literal["configured", "per_utterance"] = "per_utterance"
     #: Per-speaker F0 range overrides: {speaker: [floor_hz, ceil_hz]}.
     speaker_f0_range: dict[str, tuple[float, float]] = {}
+    #: The final F0 range. ``speaker``: a first pass over f0_floor-f0_ceil for every utterance of the shard,
+    #: then 0.75 x Q1 to 1.5 x Q3 of each speaker's first-pass F0 (De Looze & Hirst), per utterance for a
+    #: speaker with fewer than ``f0_speaker_min_utterances`` in the shard; ``utterance``: always per
+    #: utterance; ``configured``: f0_floor-f0_ceil. ``speaker_f0_range`` wins. Recorded per speaker in
+    #: stats.json (``f0_range``). Against RAPT on ../shared/corpora it removes the octave-up frames (2.6 %
+    #: of voiced frames to 0.2 %) (``bench/bench_f0_accuracy.py``).
+    f0_range_mode: Literal["speaker", "utterance", "configured"] = "speaker"
+    f0_speaker_min_utterances: int = Field(5, ge=1)
+    #: Octave-jump correction, folding into the range and a periodicity voicing decision on the analysis-rate
+    #: signal (``stages.pitch_refine``), for DIO and Harvest: GPE vs RAPT 3.6 -> 2.2 %, VDE 16.0 -> 12.0 %,
+    #: for ~0.35 ms per audio second. False: the trackers' own voicing, values outside the range unvoiced.
+    f0_refine: bool = True
+    #: A frame is voiced where the NCCF at its F0 period reaches this (0.4: VDE -0.4 points, GPE +0.8).
+    f0_voicing_threshold: float = Field(0.5, gt=0, lt=1)
+    #: Voiced runs shorter than this (frames) are unvoiced.
+    f0_min_voiced_run: int = Field(3, ge=1)
+    #: DNSMOS P.835 speech quality (``stages.quality``): the shard columns ``dnsmos_sig``, ``dnsmos_bak`` and
+    #: ``dnsmos_ovrl`` (1-5, on the conditioned audio before denoising, at 16 kHz), null when off. Costs
+    #: ~0.36 s of CPU per clip up to 9 s (one 9.01 s window), one more per second beyond (``stages.quality``).
+    dnsmos: bool = False
 
 
 class TextConfig(Strict):
@@ -151,7 +190,16 @@ class TextConfig(Strict):
 
 
 class AlignConfig(Strict):
-    method: Literal["none", "textgrid", "mfa", "tacotron2"] = "none"
+    #: ``auto``: the built-in aligners of the utterance's language, in order (``stages.alignment.auto_aligners``:
+    #: pocketsphinx's HMM for English, then alignment by espeak-ng synthesis for every language it speaks,
+    #: Japanese and Mandarin included); an utterance that none can align goes to the ledger
+    #: (``alignment_failed``). ``textgrid``: a folder of TextGrids you have; ``mfa``: Montreal Forced Aligner;
+    #: ``tacotron2``: ``ttsprep train-aligner``; ``none``: no durations.
+    method: Literal["auto", "none", "textgrid", "mfa", "tacotron2"] = "auto"
+    #: The phone set of the TextGrids (``textgrid``, ``mfa``). ``arpabet`` (MFA's english_us_arpa, the published
+    #: LJSpeech alignments): mapped into the G2P's IPA (``aligners.arpabet``), so a language keeps one phone
+    #: set in an output. ``as_is``: labels kept; the output may then hold no other dataset of that language.
+    textgrid_phones: Literal["arpabet", "as_is"] = "arpabet"
     #: A folder of TextGrids named ``<local_id>.TextGrid`` (searched recursively) for ``textgrid``.
     textgrid_dir: Path | None = None
     mfa_acoustic_model: str | None = None
@@ -322,6 +370,12 @@ def _resolve_paths(config: StageConfig, base_dir: Path, label: str) -> StageConf
                           "command on PATH (conda install -c conda-forge montreal-forced-aligner)")
     if config.pairs.mode == "list" and pair_list is None:
         raise ConfigError(f"{label}: stages.pairs.mode 'list' needs stages.pairs.pair_list")
+    if config.filter.min_dnsmos is not None and not config.features.dnsmos:
+        raise ConfigError(f"{label}: stages.filter.min_dnsmos needs stages.features.dnsmos: true "
+                          "(the filter reads the DNSMOS score, which is computed only when that is on)")
+    if config.features.dnsmos and not dnsmos_available():
+        raise ConfigError(f"{label}: stages.features.dnsmos needs the packages speechmos and onnxruntime "
+                          "(pip install 'speechmos>=0.0.1' onnxruntime)")
     return config.model_copy(update={
         "filter": config.filter.model_copy(update={"blocklist": blocklist}),
         "align": config.align.model_copy(update={"textgrid_dir": textgrid_dir}),
@@ -374,7 +428,33 @@ def build_project(data: Any, *, base_dir: Path, source: str = "<memory>") -> Pro
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"{source}: dataset names must be unique; repeated: {duplicates}")
+    _check_one_phone_set_per_language(datasets, source)
     return Project(datasets=datasets, source=source)
+
+
+def _phone_set(dataset: Dataset) -> str:
+    """``"g2p"`` where the dataset's tokens are its G2P's (or ARPAbet TextGrids mapped into them), else the
+    TextGrid folder or MFA dictionary whose labels are kept as they are."""
+    align = dataset.config.align
+    if align.method in ("textgrid", "mfa") and align.textgrid_phones == "as_is":
+        return f"TextGrid labels of {align.textgrid_dir or align.mfa_dictionary}"
+    return "the G2P's phones"
+
+
+def _check_one_phone_set_per_language(datasets: list[Dataset], source: str) -> None:
+    """Refuse an output where one language would hold two phone sets (``en:`` symbols of two systems)."""
+    from stages.importers import IMPORTERS
+
+    sets: dict[str, dict[str, list[str]]] = {}
+    for dataset in datasets:
+        language = (dataset.language or IMPORTERS[dataset.importer].DEFAULT_LANGUAGE).split("-")[0].lower()
+        if language:
+            sets.setdefault(language, {}).setdefault(_phone_set(dataset), []).append(dataset.name)
+    for language, by_set in sorted(sets.items()):
+        if len(by_set) > 1:
+            described = "; ".join(f"{', '.join(names)} use {phones}" for phones, names in by_set.items())
+            raise ConfigError(f"{source}: language '{language}' would mix phone sets in one output ({described}); "
+                              "use align.textgrid_phones: arpabet, or process them into separate outputs")
 
 
 @dataclass(frozen=True)

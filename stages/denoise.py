@@ -14,6 +14,11 @@ gate, the mel and the energy share one float32 transform:
 The mask is smoothed with noisereduce's triangular kernels (``freq_mask_smooth_hz`` x ``time_mask_smooth_ms``,
 zero outside the spectrogram) applied separably, which equals its 2-D FFT convolution with their outer
 product. The constants below are noisereduce's defaults, passed to it as well.
+
+Two guards keep clean speech intact (``DenoiseConfig``): ``denoise_method`` skips utterances whose estimated
+SNR is at or above ``snr_threshold_db``, and ``max_attenuation_db`` bounds the attenuation: the mask is
+``prop_decrease * gate + (1 - prop_decrease)`` with ``prop_decrease`` capped at ``1 - mask_floor(cfg)``, blended
+after the smoothing (so the smoothing's zero padding cannot pull the edges under the floor either).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from scipy.signal import filtfilt
 from scipy.signal.windows import triang
 
 from stages.config import DenoiseConfig
+from stages.signal_quality import estimate_snr_db
 
 NOISE_TIME_CONSTANT_S = 2.0
 NONSTATIONARY_THRESH_MULT = 2.0
@@ -35,8 +41,26 @@ NOISEREDUCE_N_FFT = 1024
 _EPS = np.finfo(np.float64).eps
 
 
+def mask_floor(cfg: DenoiseConfig) -> float:
+    """The lowest gain the denoiser may apply: ``10 ** (-max_attenuation_db / 20)``, or ``1 - prop_decrease``
+    where that is higher (0 when both allow a hard zero)."""
+    bound = 0.0 if cfg.max_attenuation_db is None else 10.0 ** (-cfg.max_attenuation_db / 20)
+    return max(bound, 1.0 - cfg.prop_decrease)
+
+
+def denoise_method(cfg: DenoiseConfig, samples: np.ndarray, sample_rate: int, snr_db: float | None = None) -> str:
+    """The method to apply to this utterance: ``cfg.method``, or ``"none"`` where its estimated SNR is at or
+    above ``cfg.snr_threshold_db``. ``snr_db``: the estimate already made on ``samples``
+    (``estimate_snr_db``); computed here when None and needed."""
+    if cfg.method == "none" or cfg.snr_threshold_db is None:
+        return cfg.method
+    if snr_db is None:
+        snr_db = estimate_snr_db(samples, sample_rate)
+    return cfg.method if snr_db < cfg.snr_threshold_db else "none"
+
+
 def spectral_gate(magnitude: np.ndarray, cfg: DenoiseConfig, sample_rate: int, hop_length: int) -> np.ndarray:
-    """Gain mask float32[n_freq, T] in [0, 1] for the STFT magnitude ``magnitude`` float32[n_freq, T].
+    """Gain mask float32[n_freq, T] in [``mask_floor(cfg)``, 1] for the STFT magnitude float32[n_freq, T].
 
     ``n_fft`` is taken as ``2 * (n_freq - 1)``; ``hop_length`` is the STFT's hop in samples.
     """
@@ -51,18 +75,22 @@ def spectral_gate(magnitude: np.ndarray, cfg: DenoiseConfig, sample_rate: int, h
         threshold = noise.mean(axis=1, keepdims=True) + cfg.n_std_thresh * noise.std(axis=1, keepdims=True)
         passed = np.greater(magnitude, (10.0 ** threshold.astype(np.float64) - _EPS).astype(np.float32))
         passed |= floor > threshold
-        mask = _blend(passed.astype(np.float32), cfg.prop_decrease)
-        return _smooth(mask, cfg, sample_rate, n_fft, hop_length)
+        # blended after the smoothing: the same mask inside (the smoothing is linear and its kernels sum to 1),
+        # and the zero padding outside the spectrogram cannot pull the edge frames under the floor
+        return _blend(_smooth(passed.astype(np.float32), cfg, sample_rate, n_fft, hop_length), cfg)
     floor = np.maximum(_noise_floor(magnitude, sample_rate, hop_length), _EPS)
     above = np.divide(magnitude - floor, floor, out=floor)
     mask = 1.0 / (1.0 + np.exp(-NONSTATIONARY_SIGMOID_SLOPE * (above - NONSTATIONARY_THRESH_MULT)))
-    return _blend(_smooth(mask.astype(np.float32), cfg, sample_rate, n_fft, hop_length), cfg.prop_decrease)
+    return _blend(_smooth(mask.astype(np.float32), cfg, sample_rate, n_fft, hop_length), cfg)
 
 
 def denoise_with_noisereduce(samples: np.ndarray, sample_rate: int, cfg: DenoiseConfig) -> np.ndarray:
     """``noisereduce.reduce_noise`` itself (its own STFT, n_fft 1024, hop 256): float32[N] -> float32[N].
 
-    Stationary: its noise clip is the quietest ``noise_frame_fraction`` of the 1024-sample blocks of
+    ``prop_decrease`` is capped at ``1 - mask_floor(cfg)``: noisereduce's mask is ``prop_decrease * gate +
+    1 - prop_decrease``, so no bin is attenuated by more than ``max_attenuation_db`` (noisereduce pads the
+    signal, so its smoothing's edge effect falls outside it). Stationary: its noise clip is the quietest
+    ``noise_frame_fraction`` of the 1024-sample blocks of
     ``samples``, concatenated (none when the fraction is 1, i.e. statistics over the whole signal).
     """
     import noisereduce  # here, not at the top: it imports torch (~3 s, ~400k objects for the GC to scan)
@@ -73,7 +101,7 @@ def denoise_with_noisereduce(samples: np.ndarray, sample_rate: int, cfg: Denoise
         noise_clip = blocks[_quietest(np.einsum("bn,bn->b", blocks, blocks), cfg.noise_frame_fraction)].ravel()
     denoised = noisereduce.reduce_noise(
         y=samples, sr=sample_rate, y_noise=noise_clip, stationary=cfg.stationary,
-        prop_decrease=cfg.prop_decrease, n_std_thresh_stationary=cfg.n_std_thresh,
+        prop_decrease=min(cfg.prop_decrease, 1.0 - mask_floor(cfg)), n_std_thresh_stationary=cfg.n_std_thresh,
         time_constant_s=NOISE_TIME_CONSTANT_S, freq_mask_smooth_hz=cfg.freq_mask_smooth_hz or None,
         time_mask_smooth_ms=cfg.time_mask_smooth_ms or None,
         thresh_n_mult_nonstationary=NONSTATIONARY_THRESH_MULT,
@@ -87,12 +115,14 @@ def _quietest(energy: np.ndarray, fraction: float) -> np.ndarray:
     return np.argpartition(energy, count - 1)[:count]
 
 
-def _blend(mask: np.ndarray, prop_decrease: float) -> np.ndarray:
-    """``mask * prop_decrease + (1 - prop_decrease)``, in place."""
-    if prop_decrease == 1.0:
+def _blend(mask: np.ndarray, cfg: DenoiseConfig) -> np.ndarray:
+    """``mask * (1 - floor) + floor`` with ``floor = mask_floor(cfg)``, in place: ``mask`` in [0, 1] becomes
+    [floor, 1] (noisereduce's ``mask * prop_decrease + 1 - prop_decrease``)."""
+    floor = mask_floor(cfg)
+    if floor == 0.0:
         return mask
-    mask *= prop_decrease
-    mask += 1.0 - prop_decrease
+    mask *= np.float32(1.0 - floor)
+    mask += np.float32(floor)
     return mask
 
 

@@ -5,6 +5,10 @@ The STFT is centred (reflect padding of ``n_fft // 2``), so a signal of N sample
 mask is applied to that STFT once: the mel and the energy are computed from the masked magnitude and the
 denoised waveform is its inverse (windowed overlap-add, exactly N samples). ``"noisereduce"`` denoises the
 waveform with the noisereduce package first. F0 is always measured on the (denoised) waveform.
+Utterances whose estimated SNR is at or above ``denoise.snr_threshold_db`` are not denoised
+(``stages.denoise.denoise_method``). The mel and the energy include a fixed ``denoise.mel_dither_lsb`` noise,
+added in power (after the gate's mask): digital silence and codec-emptied bands then read as a -90 dBFS noise floor
+instead of a plateau at ``LOG_MEL_FLOOR``. The returned waveform carries no dither.
 """
 
 from __future__ import annotations
@@ -19,12 +23,23 @@ from librosa.filters import mel as librosa_mel  # eagerly: librosa would load it
 
 from stages.audio_io import check_audio
 from stages.config import DenoiseConfig, FeatureConfig
-from stages.denoise import denoise_with_noisereduce, spectral_gate
+from stages.denoise import denoise_method, denoise_with_noisereduce, spectral_gate
 from stages.errors import ConfigError
 from stages.frames import num_frames_for
-from stages.pitch import extract_f0
+from stages.pitch import FirstPass, PitchSettings, extract_f0, first_pass
 
 LOG_MEL_FLOOR = 1e-5
+#: One 16-bit LSB. ``denoise.mel_dither_lsb`` of them (Kaldi's ``dither=1``: -90 dBFS) is the standard deviation
+#: of a Gaussian dither whose mel and energy are added in power to the utterance's: ``mel = log(sqrt(M**2 +
+#: D**2))``, ``D`` the mel of a fixed realisation of that noise on the same frame grid (``dither_power``) --
+#: what adding it to the waveform gives in expectation (the cross terms average out), without a second STFT,
+#: and within 1e-4 of the plain mel wherever the signal is 40 dB above it. Without it digital silence
+#: (AISHELL-3's lead-ins) and bands a codec left empty (Common Voice mp3) sit at LOG_MEL_FLOOR. It is far below
+#: any recording's own noise floor (the corpora's pauses: -60 to -75 dBFS).
+LSB = 2.0**-15
+#: Seed of the dither's realisation (``DITHER_FRAMES`` frames, repeated): the same samples give the same features.
+DITHER_SEED = 20240613
+DITHER_FRAMES = 1024
 #: STFT frames transformed per FFT call: the block stays in cache (about 3x faster here than one call).
 BLOCK_FRAMES = 64
 
@@ -39,42 +54,97 @@ class Features:
     voiced: np.ndarray  # bool [T]
     energy: np.ndarray  # float32 [T], L2 norm over frequency of the STFT magnitude
     num_frames: int
+    #: With ``f0_first_pass``: the F0 first pass (``stages.pitch.final_pass`` gives f0/voiced, here zeros).
+    pitch_pass: FirstPass | None = None
 
 
 def extract_features(samples: np.ndarray, sample_rate: int, cfg: FeatureConfig, denoise: DenoiseConfig, *,
-                     f0_range: tuple[float, float] | None = None) -> Features:
+                     f0_range: tuple[float, float] | None = None, snr_db: float | None = None,
+                     f0_first_pass: bool = False) -> Features:
     """Denoise ``samples`` (float32[N], ``sample_rate`` Hz) and compute its features on one frame grid.
 
-    ``f0_range`` = (floor_hz, ceil_hz) overrides ``cfg.f0_floor`` / ``cfg.f0_ceil`` (per-speaker ranges).
+    ``f0_range`` = (floor_hz, ceil_hz) overrides ``cfg.f0_floor`` / ``cfg.f0_ceil`` (per-speaker ranges) and is
+    the final range; else the range follows ``cfg.f0_range_mode`` within this utterance (``speaker`` needs the
+    shard: ``f0_first_pass=True`` returns the first pass in ``pitch_pass`` and zero F0 for the caller's
+    ``stages.pitch.final_pass``).
+    ``snr_db``: ``estimate_snr_db(samples, sample_rate)`` where the caller has it (else computed when needed).
     """
     _check_frame_config(cfg, denoise)
     samples = np.ascontiguousarray(check_audio(samples, "features input"), dtype=np.float32)
-    if denoise.method == "noisereduce":
+    method = denoise_method(denoise, samples, sample_rate, snr_db)
+    if method == "noisereduce":
         samples = denoise_with_noisereduce(samples, sample_rate, denoise)
     spectrum = stft(samples, cfg)
     magnitude = np.abs(spectrum)
-    if denoise.method == "gate":
+    if method == "gate":
         mask = spectral_gate(magnitude, denoise, sample_rate, cfg.hop_length)
         magnitude *= mask
         samples = istft(spectrum, cfg, samples.size, gain=mask)
-    mel, energy = mel_and_energy(magnitude, mel_filters(sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax))
+    dither = dither_power(sample_rate, cfg, magnitude.shape[1], denoise.mel_dither_lsb * LSB)
+    mel, energy = mel_and_energy(magnitude, mel_filters(sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax),
+                                 dither=dither)
     num_frames = num_frames_for(samples.size, cfg.hop_length)
     f0_floor, f0_ceil = f0_range or (cfg.f0_floor, cfg.f0_ceil)
+    if f0_first_pass and cfg.f0_method != "none":
+        settings = PitchSettings.from_config(cfg.model_copy(update={"f0_floor": f0_floor, "f0_ceil": f0_ceil}))
+        return Features(samples=samples, mel=mel, f0=np.zeros(num_frames, np.float32),
+                        voiced=np.zeros(num_frames, bool), energy=energy, num_frames=num_frames,
+                        pitch_pass=first_pass(samples, sample_rate, cfg.hop_length, num_frames, settings))
+    range_mode = "configured" if f0_range or cfg.f0_range_mode == "configured" else "utterance"
     f0, voiced = extract_f0(samples, sample_rate, cfg.hop_length, num_frames, method=cfg.f0_method,
                             f0_floor=f0_floor, f0_ceil=f0_ceil, dio_speed=cfg.dio_speed,
-                            analysis_rate=cfg.f0_sample_rate, harvest_range=cfg.harvest_range)
+                            analysis_rate=cfg.f0_sample_rate, harvest_range=cfg.harvest_range,
+                            refine=cfg.f0_refine, range_mode=range_mode, voicing_threshold=cfg.f0_voicing_threshold,
+                            min_voiced_run=cfg.f0_min_voiced_run)
     return Features(samples=samples, mel=mel, f0=f0, voiced=voiced, energy=energy, num_frames=num_frames)
 
 
-def mel_and_energy(magnitude: np.ndarray, mel_basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dither_power(sample_rate: int, cfg: FeatureConfig, num_frames: int,
+                 level: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Squared mel float32[num_frames, n_mels] and squared energy float32[num_frames] of Gaussian noise of
+    standard deviation ``level`` on ``cfg``'s frame grid (a fixed realisation of ``DITHER_FRAMES`` frames,
+    repeated); None for ``level`` 0."""
+    if level == 0:
+        return None
+    mel_power, energy_power = _dither_table(sample_rate, cfg.n_fft, cfg.hop_length, cfg.win_length, cfg.window,
+                                            cfg.n_mels, cfg.fmin, cfg.fmax, float(level))
+    if num_frames > DITHER_FRAMES:
+        rows = np.arange(num_frames) % DITHER_FRAMES
+        return mel_power[rows], energy_power[rows]
+    return mel_power[:num_frames], energy_power[:num_frames]
+
+
+@lru_cache(maxsize=8)
+def _dither_table(sample_rate: int, n_fft: int, hop_length: int, win_length: int, window: str, n_mels: int,
+                  fmin: float, fmax: float | None, level: float) -> tuple[np.ndarray, np.ndarray]:
+    cfg = FeatureConfig(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, n_mels=n_mels,
+                        fmin=fmin, fmax=fmax, f0_method="none")
+    noise = np.random.default_rng(DITHER_SEED).standard_normal(DITHER_FRAMES * hop_length) * level
+    magnitude = np.abs(stft(noise.astype(np.float32), cfg))[:, :DITHER_FRAMES]
+    mel = magnitude.T @ mel_filters(sample_rate, n_fft, n_mels, fmin, fmax).T
+    energy_power = np.einsum("ft,ft->t", magnitude, magnitude)
+    return _read_only(np.square(mel)), _read_only(energy_power)
+
+
+def mel_and_energy(magnitude: np.ndarray, mel_basis: np.ndarray,
+                   dither: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Log-mel float32[T, n_mels] and energy float32[T] (L2 norm over frequency) of the STFT magnitude
     float32[n_freq, T], with ``mel_basis`` float32[n_mels, n_freq]. The product skips the bins no mel band
-    covers (above ``fmax = 8 kHz`` at 22.05 kHz: 28 % of them)."""
+    covers (above ``fmax = 8 kHz`` at 22.05 kHz: 28 % of them). ``dither``: squared mel [T, n_mels] and
+    squared energy [T] added in power (``dither_power``)."""
     covered = np.flatnonzero(mel_basis.any(axis=0))
     bins = slice(covered[0], covered[-1] + 1) if covered.size else slice(0, 0)
-    mel = np.log(np.maximum(magnitude[bins].T @ mel_basis[:, bins].T, LOG_MEL_FLOOR))
-    energy = np.sqrt(np.einsum("ft,ft->t", magnitude, magnitude))
-    return mel, energy
+    mel = magnitude[bins].T @ mel_basis[:, bins].T
+    energy = np.einsum("ft,ft->t", magnitude, magnitude)
+    if dither is None:
+        return np.log(np.maximum(mel, LOG_MEL_FLOOR)), np.sqrt(energy)
+    mel = np.square(mel, out=mel)
+    mel += dither[0]
+    mel = np.log(mel, out=mel)  # the dither's power is > 0 everywhere
+    mel *= np.float32(0.5)
+    mel = np.maximum(mel, np.float32(np.log(LOG_MEL_FLOOR)), out=mel)  # the clamp, exactly log(LOG_MEL_FLOOR)
+    energy += dither[1]
+    return mel, np.sqrt(energy, out=energy)
 
 
 def stft(samples: np.ndarray, cfg: FeatureConfig) -> np.ndarray:

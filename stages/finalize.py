@@ -22,7 +22,7 @@ from stages.splits import split_overlap
 from stages.stats import RunningStats
 from stages.versions import code_version, tool_versions
 
-LIGHT_COLUMNS = ["utt_id", "speaker", "language", "split", "text", "duration_s", "num_frames"]
+LIGHT_COLUMNS = ["utt_id", "speaker", "language", "split", "text", "alignment_method", "duration_s", "num_frames"]
 
 
 def merge_rejects(layout: DatasetLayout, parts: list[Path]) -> pa.Table:
@@ -40,6 +40,15 @@ def _hours_by(light: pa.Table, column: str) -> dict[str, float]:
     return {k: round(v, 6) for k, v in sorted(hours.items())}
 
 
+def _alignment_counts(light: pa.Table, method: str) -> dict[str, Any]:
+    """The configured ``align.method``, and how many kept rows each aligner gave durations (``none``: no
+    durations, e.g. ``tacotron2`` before ``extract-durations``)."""
+    by_aligner: dict[str, int] = defaultdict(int)
+    for aligner in light.column("alignment_method").to_pylist():
+        by_aligner[aligner or "none"] += 1
+    return {"method": method, "rows_by_aligner": dict(sorted(by_aligner.items()))}
+
+
 def finalize_dataset(layout: DatasetLayout, config: StageConfig, specs: list[ShardSpec],
                      *, num_inputs: int, extra_reject_parts: list[Path]) -> dict[str, Any]:
     """Write rejects.parquet, stats.json and index.json for ``specs``; return the index as a dict.
@@ -49,7 +58,7 @@ def finalize_dataset(layout: DatasetLayout, config: StageConfig, specs: list[Sha
     rejects = merge_rejects(layout, extra_reject_parts + [layout.shard_rejects(s.name) for s in specs])
     shard_paths = [layout.shard(s.name) for s in specs]
     light = (pa.concat_tables([pq.read_table(p, columns=LIGHT_COLUMNS) for p in shard_paths])
-             if shard_paths else pa.table({c: pa.array([], pa.string()) for c in LIGHT_COLUMNS[:5]}
+             if shard_paths else pa.table({c: pa.array([], pa.string()) for c in LIGHT_COLUMNS[:6]}
                                            | {"duration_s": pa.array([], pa.float32()),
                                               "num_frames": pa.array([], pa.int32())}))
     kept = light.num_rows
@@ -73,6 +82,7 @@ def finalize_dataset(layout: DatasetLayout, config: StageConfig, specs: list[Sha
         "hours": {"total": round(sum(light.column("duration_s").to_pylist()) / 3600, 6),
                   "by_speaker": _hours_by(light, "speaker"), "by_language": _hours_by(light, "language"),
                   "by_split": _hours_by(light, "split")},
+        "alignment": _alignment_counts(light, config.align.method),
         "split_overlap": split_overlap(zip(*(light.column(c).to_pylist() for c in ("split", "speaker", "text")))),
         "features": {**config.features.model_dump(mode="json"), "sample_rate": config.audio.sample_rate,
                      "reduction_factor": config.align.reduction_factor, "token_pitch": config.align.token_pitch},

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 
-from stages import alignment, text_stage
+from stages import alignment, pitch, text_stage
 from stages.atomic import rows_to_table, write_json, write_parquet
 from stages.audio_io import encode_flac, load_audio
 from stages.conditioning import condition_audio
@@ -33,6 +33,7 @@ from stages.frames import pad_to_multiple
 from stages.layout import DatasetLayout
 from stages.records import Reject, Utterance
 from stages.schema import REJECTS_SCHEMA, check_row_invariants, shard_schema
+from stages.quality import DNSMOS_COLUMNS, dnsmos_columns
 from stages.signal_quality import clipping_fraction, estimate_snr_db
 from stages.shard_state import ShardSummary, completed_summary, read_utterances
 from stages.silence import segment_frames
@@ -44,7 +45,7 @@ from stages.versions import acoustic_code_version, tool_versions
 #: Shard columns computed from the audio alone (``acoustic_row``), and the stages that compute them.
 ACOUSTIC_LIST_COLUMNS = ("mel", "f0", "voiced", "energy", "snt_duration")
 ACOUSTIC_COLUMNS = ("audio", "sample_rate", "num_samples", "duration_s", "num_frames", *ACOUSTIC_LIST_COLUMNS,
-                    "snr_db", "clipping_fraction", "source_duration_s", "trim_start_s", "trim_end_s")
+                    "snr_db", "clipping_fraction", "source_duration_s", "trim_start_s", "trim_end_s", *DNSMOS_COLUMNS)
 ACOUSTIC_STAGES = ("decode", "condition", "features")
 
 
@@ -81,20 +82,97 @@ def _condition(samples: np.ndarray, config: StageConfig) -> tuple[dict[str, Any]
     snr_db = estimate_snr_db(conditioned.samples, config.audio.sample_rate)
     if config.filter.min_snr_db is not None and snr_db < config.filter.min_snr_db:
         raise Rejected(f"estimated snr_db={snr_db:.1f} < min_snr_db={config.filter.min_snr_db}", reason="low_snr")
+    quality = dnsmos_columns(conditioned.samples, config.audio.sample_rate, enabled=config.features.dnsmos)
+    if config.filter.min_dnsmos is not None and quality["dnsmos_ovrl"] is not None \
+            and quality["dnsmos_ovrl"] < config.filter.min_dnsmos:
+        raise Rejected(f"DNSMOS overall {quality['dnsmos_ovrl']:.2f} < min_dnsmos={config.filter.min_dnsmos} "
+                       f"(signal {quality['dnsmos_sig']:.2f}, background {quality['dnsmos_bak']:.2f})",
+                       reason="low_dnsmos")
     measures = {"snr_db": snr_db, "clipping_fraction": clipping, "source_duration_s": samples.size / config.audio.sample_rate,
-                "trim_start_s": conditioned.trim_start_s, "trim_end_s": conditioned.trim_end_s}
+                "trim_start_s": conditioned.trim_start_s, "trim_end_s": conditioned.trim_end_s, **quality}
     return measures, conditioned
 
 
 def acoustic_row(utt: Utterance, config: StageConfig) -> dict[str, Any]:
     """The audio and frame-feature columns of ``utt``'s shard row: the costly part, reusable while the
-    filter, audio and feature settings and ``ACOUSTIC_MODULES`` are unchanged."""
+    filter, audio and feature settings and ``ACOUSTIC_MODULES`` are unchanged. Alone, the F0 range is the
+    utterance's own (``acoustic_rows`` does the shard's speaker pass)."""
+    result = acoustic_rows([utt], config)[0][utt.utt_id]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def acoustic_rows(utterances: list[Utterance], config: StageConfig,
+                  known_ranges: dict[str, dict[str, Any]] | None = None
+                  ) -> tuple[dict[str, dict[str, Any] | Exception], dict[str, dict[str, Any]]]:
+    """``acoustic_row`` of each utterance (or the exception that rejects it), by ``utt_id``, with F0 in two
+    passes over them all: a first pass per utterance, each speaker's range from its first-pass F0
+    (``features.f0_range_mode``), then the final F0 in that range. ``known_ranges`` (a previous run's
+    record) fixes the range of the speakers it lists as ``speaker``-wide. Also returns the ranges used per
+    speaker: ``{speaker: {"floor_hz", "ceil_hz", "source", "utterances"}}``, source ``explicit`` (from
+    ``speaker_f0_range``), ``speaker``, ``utterance`` (floor/ceil: the widest over them) or ``configured``."""
+    features_cfg = config.features
+    first: dict[str, Any] = {}
+    for utt in utterances:
+        try:
+            first[utt.utt_id] = _acoustic_first_pass(utt, config)
+        except Exception as error:  # noqa: BLE001 - rejected by the caller
+            first[utt.utt_id] = error
+    passes_by_speaker: dict[str, list[np.ndarray]] = {}
+    for utt in utterances:
+        if not isinstance(first[utt.utt_id], Exception) and first[utt.utt_id][1] is not None:
+            passes_by_speaker.setdefault(utt.speaker, []).append(first[utt.utt_id][1].f0)
+    floor, ceil = features_cfg.f0_floor, features_cfg.f0_ceil
+    min_utterances = features_cfg.f0_speaker_min_utterances if features_cfg.f0_range_mode == "speaker" else 10**9
+    by_speaker = pitch.speaker_ranges(passes_by_speaker, floor, ceil, min_utterances)
+    for speaker, known in (known_ranges or {}).items():
+        if known.get("source") == "speaker" and speaker in by_speaker:
+            by_speaker[speaker] = (known["floor_hz"], known["ceil_hz"])
+    results: dict[str, dict[str, Any] | Exception] = {}
+    used: dict[str, dict[str, Any]] = {}
+    for utt in utterances:
+        if isinstance(first[utt.utt_id], Exception):
+            results[utt.utt_id] = first[utt.utt_id]
+            continue
+        row, pitch_pass = first[utt.utt_id]
+        explicit = features_cfg.speaker_f0_range.get(utt.speaker)
+        if pitch_pass is not None:
+            if explicit:
+                f0_range, source = tuple(explicit), "explicit"
+            elif features_cfg.f0_range_mode == "configured":
+                f0_range, source = (floor, ceil), "configured"
+            elif by_speaker.get(utt.speaker) is not None:
+                f0_range, source = by_speaker[utt.speaker], "speaker"
+            else:
+                f0_range, source = pitch.two_pass_range(pitch_pass.f0, floor, ceil), "utterance"
+            try:
+                with stage("features"):
+                    f0, voiced = pitch.final_pass(pitch_pass, f0_range, pitch.PitchSettings.from_config(features_cfg),
+                                                  pitch_pass.raw.size)
+            except Exception as error:  # noqa: BLE001 - rejected by the caller
+                results[utt.utt_id] = error
+                continue
+            record = used.setdefault(utt.speaker, {"floor_hz": f0_range[0], "ceil_hz": f0_range[1],
+                                                   "source": source, "utterances": 0})
+            record["floor_hz"] = min(record["floor_hz"], float(f0_range[0]))
+            record["ceil_hz"] = max(record["ceil_hz"], float(f0_range[1]))
+            record["utterances"] += 1
+            r = config.align.reduction_factor
+            row["f0"], row["voiced"] = pad_to_multiple(f0, r), pad_to_multiple(voiced, r)
+        results[utt.utt_id] = row
+    return results, used
+
+
+def _acoustic_first_pass(utt: Utterance, config: StageConfig) -> tuple[dict[str, Any], pitch.FirstPass | None]:
+    """The acoustic row of ``utt`` with zero F0 (final F0 to come), and its F0 first pass (None: no F0)."""
     features_cfg = config.features
     measures, conditioned = _condition_and_measure(utt, config)
     f0_range = features_cfg.speaker_f0_range.get(utt.speaker)
     with stage("features"):
         features = extract_features(conditioned.samples, config.audio.sample_rate, features_cfg,
-                                    config.audio.denoise, f0_range=tuple(f0_range) if f0_range else None)
+                                    config.audio.denoise, f0_range=tuple(f0_range) if f0_range else None,
+                                    snr_db=measures["snr_db"], f0_first_pass=True)
     r = config.align.reduction_factor
     mel, f0, voiced, energy = (pad_to_multiple(a, r) for a in (features.mel, features.f0, features.voiced, features.energy))
     segments = segment_frames(conditioned.pause_boundaries, conditioned.samples.size, features_cfg.hop_length)
@@ -104,7 +182,7 @@ def acoustic_row(utt: Utterance, config: StageConfig) -> dict[str, Any]:
         "num_samples": int(features.samples.size), "duration_s": features.samples.size / config.audio.sample_rate,
         "num_frames": mel.shape[0], "mel": mel, "f0": f0, "voiced": voiced, "energy": energy,
         "snt_duration": segments, **measures,
-    }
+    }, features.pitch_pass
 
 
 def finish_row(acoustic: dict[str, Any], utt: Utterance, config: StageConfig, tokens: list[str] | None,
@@ -114,15 +192,17 @@ def finish_row(acoustic: dict[str, Any], utt: Utterance, config: StageConfig, to
     r = config.align.reduction_factor
     with stage("align"):
         # trim_start_s as stored (float32), so reused and fresh features give the same durations
-        aligned = alignment.durations_for(utt.utt_id, config, num_frames=int(acoustic["num_frames"]),
-                                          trim_start_s=float(np.float32(acoustic["trim_start_s"])),
-                                          textgrid_dir=textgrid_dir)
+        found = alignment.durations_for(utt.utt_id, utt.language, config, audio_flac=acoustic["audio"],
+                                        num_frames=int(acoustic["num_frames"]),
+                                        trim_start_s=float(np.float32(acoustic["trim_start_s"])),
+                                        text=normalized, tokens=tokens, textgrid_dir=textgrid_dir)
+    aligned, method = found if found is not None else (None, None)
     row: dict[str, Any] = {
         **acoustic,
         "utt_id": utt.utt_id, "dataset": utt.dataset, "speaker": utt.speaker, "language": utt.language,
         "accent": utt.accent, "gender": utt.gender, "split": assign_split(utt, config.splits), "text": utt.text,
         "text_normalized": normalized, "pinyin": utt.pinyin, "checksum": utt.checksum,
-        "phonemes": aligned.tokens if aligned else tokens,
+        "phonemes": aligned.tokens if aligned else tokens, "alignment_method": method,
         "durations": None, "token_pitch": None, "token_energy": None,
     }
     if aligned is not None:
@@ -200,6 +280,12 @@ def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfi
     rejects: list[Reject] = []
     stats = RunningStats()
     text_results = text_stage.front_end(utterances, config.text)
+    known_ranges = RunningStats.load(layout.shard_stats(name)).f0_ranges \
+        if reused_rows and layout.shard_stats(name).is_file() else {}
+    fresh, f0_ranges = acoustic_rows([u for u in utterances if not isinstance(text_results[u.utt_id], Exception)
+                                      and u.utt_id not in reused_rejects and u.utt_id not in reused_rows],
+                                     config, known_ranges)
+    stats.f0_ranges = {**known_ranges, **f0_ranges}
     for utt in utterances:
         text_result = text_results[utt.utt_id]
         if isinstance(text_result, Exception):
@@ -210,7 +296,9 @@ def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfi
             continue
         normalized, tokens = text_result
         try:
-            acoustic = reused_rows.get(utt.utt_id) or acoustic_row(utt, config)
+            acoustic = reused_rows.get(utt.utt_id) or fresh[utt.utt_id]
+            if isinstance(acoustic, Exception):
+                raise acoustic
             row = finish_row(acoustic, utt, config, tokens, normalized, textgrid_dir)
         except Exception as error:  # noqa: BLE001 - every failure becomes a ledger row, never a crashed run
             rejects.append(_reject(utt, "audio", error))

@@ -38,7 +38,8 @@ HISTOGRAM_BINS = 40
 MEL_WIDTH_PX, MEL_HEIGHT_PX = 1000, 240
 _LABEL_CHAR_PX = 8  # width of one label character (13 px bold sans-serif)
 
-_LIGHT_COLUMNS = ["utt_id", "speaker", "language", "split", "text", "duration_s", "snr_db", "num_frames"]
+_LIGHT_COLUMNS = ["utt_id", "speaker", "language", "split", "text", "alignment_method", "duration_s", "snr_db",
+                  "num_frames", "dnsmos_ovrl"]
 _EXAMPLE_COLUMNS = ["utt_id", "speaker", "language", "split", "text", "audio", "sample_rate", "duration_s",
                     "source_duration_s", "trim_start_s", "trim_end_s", "num_frames", "mel", "snt_duration",
                     "phonemes", "durations"]
@@ -98,7 +99,7 @@ def write_report(dataset_dir: Path, *, examples: int = 3, seed: int = 0) -> Path
         _section("Hours", "".join(_hours_html(key, manifest, kept) for key in _GROUP_KEYS)),
         _section("Rejects by reason", _rejects_html(rejects, manifest)),
         _section("Distributions", _distributions_html(kept, f0_hz, energy)),
-        _section("Alignment", _alignment_html(rows[0]) if rows else no_rows),
+        _section("Alignment", _aligners_html(kept) + (_alignment_html(rows[0]) if rows else no_rows)),
         _section("Examples", "".join(_example_html(row, audio_paths.get(row["utt_id"])) for row in rows) or no_rows),
         _section("Run files", _json_html("index.json", layout.index) + _json_html("stats.json", layout.stats)),
     ]
@@ -263,6 +264,9 @@ def _distributions_html(kept: pa.Table, f0_hz: np.ndarray, energy: np.ndarray) -
         _histogram_svg(energy_db, "frame energy, 20·log10(L2 norm)", "dB"),
         _histogram_svg(snr_db, "SNR before denoising", "dB"),
     ]
+    if kept["dnsmos_ovrl"].null_count < kept.num_rows:  # only where features.dnsmos was on
+        dnsmos_ovrl = kept["dnsmos_ovrl"].to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+        plots.append(_histogram_svg(dnsmos_ovrl, "DNSMOS P.835 overall before denoising", "MOS"))
     return '<div class="plots">' + "".join(plots) + "</div>"
 
 
@@ -296,6 +300,15 @@ def _histogram_svg(values: np.ndarray, title: str, unit: str, *, width: int = 52
     note = f", {excluded:,} non-finite left out" if excluded else ""
     return (f"<figure>{''.join(parts)}<figcaption>{html.escape(title)}: {finite.size:,} values{median}{note}"
             "</figcaption></figure>")
+
+
+def _aligners_html(kept: pa.Table) -> str:
+    """Kept utterances and hours per aligner that gave their durations (``none``: no durations)."""
+    methods = [m or "none" for m in kept["alignment_method"].to_pylist()]
+    seconds = kept["duration_s"].to_pylist()
+    rows = [[method, methods.count(method), round(sum(s for m, s in zip(methods, seconds) if m == method) / 3600, 3)]
+            for method in sorted(set(methods))]
+    return _table(["aligner", "utterances", "hours"], rows, css_class="aligners")
 
 
 def _alignment_html(row: dict[str, Any]) -> str:

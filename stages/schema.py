@@ -19,8 +19,12 @@ Shard row (one utterance after conditioning; per-frame arrays share one frame gr
     energy          list<float32>   [T] L2 norm of the STFT magnitude per frame
     snt_duration    list<int32>     frames per pause-delimited segment; sums to T
     snr_db, clipping_fraction float32  signal estimates before denoising
+    dnsmos_sig, dnsmos_bak, dnsmos_ovrl float32  DNSMOS P.835 MOS (1-5) of the audio before denoising
+                    (``stages.quality``), null unless ``features.dnsmos``
     phonemes        list<string>    tokens (null when the text front-end is off)
     durations       list<int32>     frames per token / r; sums to T / r (null without an aligner)
+    alignment_method string  the aligner that gave the durations (``pocketsphinx``, ``espeak_synthesis``,
+                             ``textgrid``, ``mfa``, ``tacotron2``), null without durations
     token_pitch, token_energy list<float32>  per-token means (null without durations)
     checksum        string   SHA-256 of the source audio file
 
@@ -38,7 +42,7 @@ import pyarrow as pa
 
 from stages.errors import InvariantViolation
 
-SCHEMA_VERSION = 2  # 2: non-null list elements
+SCHEMA_VERSION = 4  # 2: non-null list elements; 3: alignment_method; 4: dnsmos_sig, dnsmos_bak, dnsmos_ovrl
 
 
 def list_of(value_type: pa.DataType, list_size: int = -1) -> pa.DataType:
@@ -75,7 +79,8 @@ def shard_schema(n_mels: int) -> pa.Schema:
             ("f0", list_of(pa.float32())), ("voiced", list_of(pa.bool_())), ("energy", list_of(pa.float32())),
             ("snt_duration", list_of(pa.int32())),
             ("snr_db", pa.float32()), ("clipping_fraction", pa.float32()),
-            ("phonemes", list_of(pa.string())), ("durations", list_of(pa.int32())),
+            ("dnsmos_sig", pa.float32()), ("dnsmos_bak", pa.float32()), ("dnsmos_ovrl", pa.float32()),
+            ("phonemes", list_of(pa.string())), ("durations", list_of(pa.int32())), ("alignment_method", pa.string()),
             ("token_pitch", list_of(pa.float32())), ("token_energy", list_of(pa.float32())),
             ("checksum", pa.string()),
         ],

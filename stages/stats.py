@@ -15,6 +15,7 @@ A shard saves its partial statistics with ``save`` (an uncompressed .npz of ~1 M
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,8 @@ class RunningStats:
     def __init__(self) -> None:
         self._speakers: dict[str, dict[str, np.ndarray]] = {}
         self._mel: np.ndarray | None = None
+        #: F0 range used per speaker ({"floor_hz", "ceil_hz", "source", "utterances"}, ``acoustic_rows``).
+        self.f0_ranges: dict[str, dict[str, Any]] = {}
 
     def add(self, speaker: str, *, f0: np.ndarray, voiced: np.ndarray, energy: np.ndarray,
             mel: np.ndarray) -> None:
@@ -126,6 +129,8 @@ class RunningStats:
                     raise InvariantViolation(f"cannot merge mel statistics of {source._mel.shape[1]} and "
                                              f"{merged._mel.shape[1]} bins")
                 merged._mel = source._mel.copy() if merged._mel is None else merged._mel + source._mel
+            for speaker, used in source.f0_ranges.items():
+                merged.f0_ranges[speaker] = _merge_f0_range(merged.f0_ranges.get(speaker), used)
         return merged
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -133,6 +138,7 @@ class RunningStats:
         std: [n_mels], ...}}, "speakers": {speaker: {"log_f0": ..., "energy": ...}}}``; mean/std are None
         where nothing was counted."""
         speakers = {spk: {name: _scalar_summary(h[name]) for name in SPEAKER_STATS}
+                    | ({"f0_range": self.f0_ranges[spk]} if spk in self.f0_ranges else {})
                     for spk, h in sorted(self._speakers.items())}
         overall = {name: _scalar_summary(sum((h[name] for h in self._speakers.values()), _empty(name)))
                    for name in SPEAKER_STATS}
@@ -149,6 +155,7 @@ class RunningStats:
                 else np.zeros((0, *_empty(name).shape))
         if self._mel is not None:
             arrays["mel"] = self._mel
+        arrays["f0_ranges"] = np.array(json.dumps(self.f0_ranges, sort_keys=True))
         with atomic_path(Path(path)) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 
@@ -164,4 +171,15 @@ class RunningStats:
                 stats._speakers[speaker] = {name: data[name][index] for name in SPEAKER_STATS}
             if "mel" in data:
                 stats._mel = data["mel"]
+            if "f0_ranges" in data:
+                stats.f0_ranges = json.loads(str(data["f0_ranges"]))
         return stats
+
+
+def _merge_f0_range(mine: dict[str, Any] | None, other: dict[str, Any]) -> dict[str, Any]:
+    """One speaker's F0 ranges from two shards: the widest, utterances added, the sources joined."""
+    if mine is None:
+        return dict(other)
+    sources = sorted(set(mine["source"].split("+")) | set(other["source"].split("+")))
+    return {"floor_hz": min(mine["floor_hz"], other["floor_hz"]), "ceil_hz": max(mine["ceil_hz"], other["ceil_hz"]),
+            "source": "+".join(sources), "utterances": mine["utterances"] + other["utterances"]}

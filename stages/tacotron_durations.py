@@ -259,6 +259,9 @@ def add_shard_durations(layout: DatasetLayout, name: str, model: Tacotron2, maps
     write_parquet(_attention_path(layout, name), rows_to_table(attention_rows, ATTENTION_SCHEMA))
     stats.save(layout.shard_stats(name))
     rewritten = _replace_columns(table.take(np.asarray(kept, dtype=np.int64)), columns)
+    method_index = rewritten.schema.get_field_index("alignment_method")
+    rewritten = rewritten.set_column(method_index, rewritten.schema.field(method_index),
+                                     pa.array(["tacotron2"] * len(kept), pa.string()))
     rewritten = rewritten.replace_schema_metadata({**(table.schema.metadata or {}), CHECKPOINT_KEY: digest.encode()})
     write_parquet(path, rewritten, row_group_size=config.shards.row_group_size,
                   compression_level=config.shards.compression_level)

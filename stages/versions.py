@@ -9,7 +9,8 @@ from importlib import metadata
 from pathlib import Path
 
 TOOLS = ("numpy", "scipy", "soundfile", "soxr", "librosa", "noisereduce", "pyworld", "pyloudnorm",
-         "webrtcvad-wheels", "pypinyin", "pyopenjtalk-plus", "phonemizer", "num2words", "cn2an", "praatio", "pyarrow")
+         "webrtcvad-wheels", "pypinyin", "pyopenjtalk-plus", "phonemizer", "num2words", "cn2an", "praatio", "pyarrow",
+         "speechmos", "onnxruntime")
 #: Programs run as subprocesses, with the argument that prints their version.
 PROGRAMS = {"espeak-ng": "--version", "mfa": "version"}
 _CODE_PACKAGES = ("stages", "aligners")
@@ -36,7 +37,8 @@ def tool_versions() -> dict[str, str]:
 #: The modules that turn source audio into conditioned audio and frame features (the costly stages):
 #: editing anything else recomputes text, durations and shards from the cached features.
 ACOUSTIC_MODULES = ("stages/audio_io.py", "stages/conditioning.py", "stages/silence.py", "stages/signal_quality.py",
-                    "stages/denoise.py", "stages/features.py", "stages/pitch.py", "stages/frames.py")
+                    "stages/denoise.py", "stages/features.py", "stages/pitch.py", "stages/pitch_refine.py",
+                    "stages/frames.py", "stages/quality.py")
 
 
 def _digest(paths: list[Path], root: Path) -> str:

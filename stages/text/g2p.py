@@ -72,7 +72,7 @@ def _espeak_voices() -> frozenset[str]:
     return frozenset(EspeakBackend.supported_languages())
 
 
-def _engine(language: str) -> str:
+def g2p_engine(language: str) -> str:
     """``"pinyin"``, ``"openjtalk"`` or the espeak-ng voice for ``language``; raises when there is none."""
     tag = language.lower().replace("_", "-")
     if tag in _MANDARIN:
@@ -196,7 +196,7 @@ def phonemize(text: str, language: str, *, pinyin: str | None = None) -> list[st
 
     Raises ``InvalidTranscript`` (``g2p_failed``, ``g2p_unsupported_language``).
     """
-    engine = _engine(language)
+    engine = g2p_engine(language)
     try:
         if engine == "pinyin":
             tokens = _mandarin(text, pinyin)
@@ -217,7 +217,7 @@ def phonemize_batch(texts: list[str], language: str,
     so that only the text that broke it fails.
     """
     try:
-        engine = _engine(language)
+        engine = g2p_engine(language)
     except InvalidTranscript as error:
         return [error] * len(texts)
     if engine in ("pinyin", "openjtalk"):
@@ -249,7 +249,7 @@ def inventory(language: str) -> frozenset[str] | None:
     zh: every initial, every final with tones 1-5 and every syllabic nasal with tones 1-5 that
     ``phonemize`` can produce from pypinyin's dictionary. Punctuation tokens are not phones.
     """
-    engine = _engine(language)
+    engine = g2p_engine(language)
     if engine == "openjtalk":
         return OPENJTALK_PHONES
     if engine != "pinyin":

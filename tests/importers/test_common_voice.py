@@ -48,7 +48,9 @@ def test_shared_chinese_and_japanese_samples(shared_corpora):
     assert len(zh) == 5
     assert {u.language for u in zh.values()} == {"zh"}
     assert {u.extra["locale"] for u in zh.values()} == {"zh-CN"}
-    assert sorted(u.accent for u in zh.values() if u.accent) == ["230000", "320000", "360000", "420000"]
+    # the TSV's codes (GB/T 2260, birthplace province) become the names Common Voice's site showed for them
+    assert sorted((u.extra.get("accent_code"), u.accent) for u in zh.values() if u.accent) == [
+        ("230000", "黑龙江省"), ("320000", "江苏省"), ("360000", "江西省"), ("420000", "湖北省")]
     assert zh["common_voice_zh-CN_22108263"].text == "中共高级领导人。"
     ja, _ = split_items(list(scan(shared_corpora / "common_voice" / RELEASE / "ja", Options(), "")))
     assert len(ja) == 5 and {u.language for u in ja.values()} == {"ja"}
@@ -159,3 +161,24 @@ def test_whole_corpus_errors(tmp_path):
 def test_options_reject_unknown_split():
     with pytest.raises(ValueError):
         Options(splits=["reported"])
+
+
+@pytest.mark.parametrize("value, accent, code", [
+    ("320000", "江苏省", "320000"), ("650000", "新疆维吾尔自治区", "650000"), ("810000", "香港特别行政区", "810000"),
+    ("出生地：32 江苏省", "江苏省", "320000"),  # the label itself, as later releases write it
+    ("999999", "999999", None), ("出生地：32 浙江省", "出生地：32 浙江省", None), ("普通话", "普通话", None),
+])
+def test_zh_cn_accent_codes(value, accent, code):
+    assert common_voice.zh_cn_accent(value) == (accent, code)
+    assert len(common_voice.ZH_CN_ACCENTS) == 34  # 31 provinces of the mainland, Taiwan, Hong Kong, Macao
+
+
+def test_zh_cn_accent_mapped_only_for_zh_cn(tmp_path):
+    zh = write_cv(tmp_path / "zh-CN", {"validated": [V1_HEADER, "a\tc1\t你好\t2\t0\t\tmale\t440000",
+                                                    "b\tc2\t再见\t2\t0\t\tmale\t"]})
+    by_id = {u.local_id: u for u in scan(zh, Options(), "")}  # v1: no locale column, the folder's name is used
+    assert (by_id["c1"].accent, by_id["c1"].extra["accent_code"]) == ("广东省", "440000")
+    assert by_id["c2"].accent is None and "accent_code" not in by_id["c2"].extra
+    other = write_cv(tmp_path / "zh-TW", {"validated": [V61_HEADER, "a\tc1.mp3\t你好\t2\t0\t\t\t440000\tzh-TW\t"]})
+    [utt] = scan(other, Options(), "")
+    assert utt.accent == "440000" and "accent_code" not in utt.extra

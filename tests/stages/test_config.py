@@ -86,3 +86,23 @@ def test_fingerprint_changes_only_with_the_section(tmp_path, corpus):
                       base_dir=tmp_path).datasets[0].config
     assert a.fingerprint("audio") == b.fingerprint("audio")
     assert a.fingerprint("text") != b.fingerprint("text")
+
+
+def test_auto_alignment_is_the_default(tmp_path, corpus):
+    project = build_project({"datasets": [{"name": "lj", "importer": "ljspeech", "root": str(corpus)}]},
+                            base_dir=tmp_path)
+    assert project.datasets[0].config.align.method == "auto"
+
+
+def test_one_phone_set_per_language_in_an_output(tmp_path, corpus):
+    grids = tmp_path / "grids"
+    grids.mkdir()
+    as_is = {"name": "kept_labels", "importer": "ljspeech", "root": str(corpus),
+             "stages": {"align": {"method": "textgrid", "textgrid_dir": str(grids), "textgrid_phones": "as_is"}}}
+    g2p = {"name": "g2p", "importer": "ljspeech", "root": str(corpus)}
+    with pytest.raises(ConfigError, match="language 'en' would mix phone sets.*kept_labels.*TextGrid labels"):
+        build_project({"datasets": [as_is, g2p]}, base_dir=tmp_path)
+    mapped = {**as_is, "stages": {"align": {"method": "textgrid", "textgrid_dir": str(grids)}}}  # ARPAbet -> IPA
+    assert len(build_project({"datasets": [mapped, g2p]}, base_dir=tmp_path).datasets) == 2
+    japanese = {**g2p, "name": "ja_g2p", "language": "ja"}
+    assert len(build_project({"datasets": [as_is, japanese]}, base_dir=tmp_path).datasets) == 2

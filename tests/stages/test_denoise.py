@@ -1,4 +1,5 @@
-"""Spectral gate on the shared STFT vs the noisereduce package: both clean up noisy speech, alike."""
+"""Spectral gate on the shared STFT vs the noisereduce package: both clean up noisy speech, alike; clean
+speech passes untouched (per-utterance SNR decision), the attenuation is bounded, and the mel has no floor."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ from noisereduce.spectralgate.base import _smoothing_filter
 from scipy.signal import fftconvolve
 
 from stages.config import DenoiseConfig, FeatureConfig
-from stages.denoise import _smooth, denoise_with_noisereduce, spectral_gate
-from stages.features import istft, stft
+from stages.denoise import _smooth, denoise_method, denoise_with_noisereduce, mask_floor, spectral_gate
+from stages.features import LOG_MEL_FLOOR, extract_features, istft, stft
+from stages.signal_quality import estimate_snr_db
 from tests.helpers import tone_bursts
 
 CONFIG = FeatureConfig()  # n_fft 1024, hop 256: noisereduce's own STFT at every sample rate
+NO_PITCH = FeatureConfig(f0_method="none")
+OFF = DenoiseConfig(method="none")
+UNBOUNDED = DenoiseConfig(max_attenuation_db=None, snr_threshold_db=None)
 SPEECH = {"ljspeech": "ljspeech/LJSpeech-1.1/wavs/LJ001-0002.wav",
           "cmu_arctic": "cmu_arctic/cmu_us_slt_arctic/wav/arctic_a0009.wav"}
 
@@ -101,10 +106,106 @@ def test_separable_smoothing_equals_noisereduce_2d_filter(sample_rate, hop_lengt
 def test_mask_bounds_and_prop_decrease():
     noisy = with_white_noise(tone_bursts(22050), 10.0)
     spectrum = stft(noisy, CONFIG)
-    full = spectral_gate(np.abs(spectrum), DenoiseConfig(), 22050, CONFIG.hop_length)
-    half = spectral_gate(np.abs(spectrum), DenoiseConfig(prop_decrease=0.5), 22050, CONFIG.hop_length)
+    full = spectral_gate(np.abs(spectrum), UNBOUNDED, 22050, CONFIG.hop_length)
+    half = spectral_gate(np.abs(spectrum), UNBOUNDED.model_copy(update={"prop_decrease": 0.5}), 22050,
+                         CONFIG.hop_length)
     assert full.dtype == np.float32 and full.shape == spectrum.shape
     assert full.min() >= 0 and full.max() <= 1 + 1e-6
     assert full.min() < 0.01 and full.max() > 0.99  # noise bins closed, tone bins open
     interior = (slice(10, -10), slice(5, -5))  # away from the zero padding of the smoothing
     np.testing.assert_allclose(half[interior], 0.5 + 0.5 * full[interior], atol=1e-5)
+
+
+def floor_share(mel: np.ndarray) -> float:
+    return float(np.mean(mel <= np.float32(np.log(LOG_MEL_FLOOR))))
+
+
+def test_clean_speech_passes_untouched_by_default(speech):
+    clean, sample_rate = speech
+    snr = estimate_snr_db(clean, sample_rate)
+    assert snr >= DenoiseConfig().snr_threshold_db
+    assert denoise_method(DenoiseConfig(), clean, sample_rate) == "none"
+    default, off = (extract_features(clean, sample_rate, NO_PITCH, cfg) for cfg in (DenoiseConfig(), OFF))
+    np.testing.assert_array_equal(default.mel, off.mel)
+    np.testing.assert_array_equal(default.samples, clean)
+    assert floor_share(default.mel) < 0.005  # espeak-ng: untrimmed digital silence, the dither (1 LSB) only
+    assert np.all(default.energy > 0)
+
+
+@pytest.mark.parametrize("method", ["gate", "noisereduce"])
+@pytest.mark.parametrize("input_snr_db", [0.0, 10.0])
+def test_noisy_speech_gains_snr_under_the_defaults(speech, method, input_snr_db):
+    clean, sample_rate = speech
+    noisy = with_white_noise(clean, input_snr_db)
+    cfg = DenoiseConfig(method=method)
+    assert denoise_method(cfg, noisy, sample_rate) == method
+    denoised = extract_features(noisy, sample_rate, NO_PITCH, cfg)
+    assert snr_db(clean, denoised.samples) > input_snr_db + 3
+    assert floor_share(denoised.mel) == 0.0  # bounded attenuation, dither after the mask: no holes
+
+
+@pytest.mark.parametrize("max_attenuation_db", [6.0, 20.0, 40.0])
+@pytest.mark.parametrize("stationary", [True, False])
+def test_gate_mask_never_falls_under_the_attenuation_bound(max_attenuation_db, stationary):
+    noisy = with_white_noise(tone_bursts(22050), 10.0)
+    magnitude = np.abs(stft(noisy, CONFIG))
+    cfg = DenoiseConfig(max_attenuation_db=max_attenuation_db, stationary=stationary)
+    floor = 10 ** (-max_attenuation_db / 20)
+    assert mask_floor(cfg) == pytest.approx(floor)
+    mask = spectral_gate(magnitude, cfg, 22050, CONFIG.hop_length)
+    assert mask.min() >= np.float32(floor) * (1 - 1e-6)  # the edges included (smoothing's zero padding)
+    assert mask.min() < floor + 0.02 and mask.max() <= 1 + 1e-6  # the noise is attenuated down to the bound
+    unbounded = spectral_gate(magnitude, UNBOUNDED.model_copy(update={"stationary": stationary}), 22050,
+                              CONFIG.hop_length)
+    assert unbounded.min() < 1e-3
+    assert mask_floor(DenoiseConfig(max_attenuation_db=40.0, prop_decrease=0.5)) == 0.5  # the weaker one wins
+
+
+@pytest.mark.parametrize("method", ["gate", "noisereduce"])
+def test_noise_alone_is_attenuated_by_at_most_the_bound(method):
+    noise = np.random.default_rng(4).normal(0, 0.01, 3 * 22050).astype(np.float32)
+    kept = {}
+    for cap in (10.0, None):
+        cfg = DenoiseConfig(method=method, max_attenuation_db=cap, snr_threshold_db=None)
+        out = extract_features(noise, 22050, NO_PITCH, cfg).samples
+        kept[cap] = 10 * np.log10(np.sum(out.astype(np.float64) ** 2) / np.sum(noise.astype(np.float64) ** 2))
+    assert -10.5 < kept[10.0] < -6.0
+    assert kept[None] < kept[10.0] - 5
+
+
+def test_per_utterance_decision_follows_the_threshold():
+    clean = tone_bursts(22050, noise_dbfs=-60)
+    noisy = with_white_noise(clean, 5.0)
+    snr_clean, snr_noisy = estimate_snr_db(clean, 22050), estimate_snr_db(noisy, 22050)
+    assert snr_noisy < 18 < snr_clean
+    for threshold in (snr_noisy - 1, (snr_noisy + snr_clean) / 2, snr_clean + 1):
+        cfg = DenoiseConfig(snr_threshold_db=threshold)
+        assert denoise_method(cfg, clean, 22050) == ("gate" if snr_clean < threshold else "none")
+        assert denoise_method(cfg, noisy, 22050) == ("gate" if snr_noisy < threshold else "none")
+    assert denoise_method(DenoiseConfig(snr_threshold_db=None), clean, 22050) == "gate"
+    assert denoise_method(DenoiseConfig(method="none", snr_threshold_db=None), noisy, 22050) == "none"
+    # the caller's estimate is used as given (process.py passes the shard's snr_db)
+    assert denoise_method(DenoiseConfig(), clean, 22050, snr_db=0.0) == "gate"
+    assert denoise_method(DenoiseConfig(), noisy, 22050, snr_db=40.0) == "none"
+    passed = extract_features(noisy, 22050, NO_PITCH, DenoiseConfig(), snr_db=40.0)
+    np.testing.assert_array_equal(passed.samples, noisy)
+    gated = extract_features(noisy, 22050, NO_PITCH, DenoiseConfig(), snr_db=snr_noisy)
+    assert snr_db(clean, gated.samples) > 5.0 + 3
+
+
+def test_digital_silence_stays_above_the_mel_floor():
+    """The dither (one 16-bit LSB, added in power) keeps digital silence off LOG_MEL_FLOOR and energy off 0;
+    it is fixed (same input, same features) and not in the waveform."""
+    samples = tone_bursts(22050, noise_dbfs=-90)
+    samples[: 22050 // 4] = 0.0
+    features = extract_features(samples, 22050, NO_PITCH, OFF)
+    assert floor_share(features.mel) < 0.005
+    assert np.all(features.energy > 0)
+    np.testing.assert_array_equal(features.samples, samples)
+    np.testing.assert_array_equal(extract_features(samples, 22050, NO_PITCH, OFF).mel, features.mel)
+    gated = extract_features(samples, 22050, NO_PITCH, DenoiseConfig(snr_threshold_db=None))
+    assert floor_share(gated.mel) < 0.005 and np.all(gated.energy > 0)
+    loud = features.mel > -5.5  # 40 dB above the dither (its mel: ~-10.6): as without it
+    plain = extract_features(samples, 22050, NO_PITCH, OFF.model_copy(update={"mel_dither_lsb": 0.0}))
+    assert floor_share(plain.mel) > 0.05 and np.any(plain.energy == 0)
+    np.testing.assert_allclose(features.mel[loud], plain.mel[loud], atol=1e-4)

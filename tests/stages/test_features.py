@@ -17,7 +17,7 @@ from stages.pitch import MIN_VOICED_FRAMES, dio_decimation, extract_f0, two_pass
 from tests.helpers import tone_bursts
 
 NO_PITCH = FeatureConfig(f0_method="none")
-OFF = DenoiseConfig(method="none")
+OFF = DenoiseConfig(method="none", mel_dither_lsb=0.0)  # librosa's mel exactly
 ARCTIC_WAV = "cmu_arctic/cmu_us_awb_arctic/wav/arctic_a0007.wav"
 ARCTIC_F0 = "cmu_arctic/reference_f0/sptk_pitch/arctic_a0007_p16_L60_H240_o0_{}.txt"
 
@@ -92,17 +92,19 @@ def test_stft_round_trip_is_exact(n_fft, win_length, hop_length):
 def test_gate_denoises_the_waveform_and_the_mel():
     clean = tone_bursts(22050, noise_dbfs=-90)
     noise = np.random.default_rng(0).normal(0, 0.02, clean.size).astype(np.float32)
-    gated = extract_features(clean + noise, 22050, NO_PITCH, DenoiseConfig())
+    gated = extract_features(clean + noise, 22050, NO_PITCH, DenoiseConfig(snr_threshold_db=None))
     raw = extract_features(clean + noise, 22050, NO_PITCH, OFF)
     assert np.sum((gated.samples - clean) ** 2) < 0.25 * np.sum(noise**2)
     silent = raw.energy < np.percentile(raw.energy, 20)  # the gaps between bursts
-    assert np.median(gated.mel[silent]) < np.median(raw.mel[silent]) - 3
+    drop = np.median(raw.mel[silent]) - np.median(gated.mel[silent])
+    assert 1.5 < drop <= np.log(10) + 0.05  # down towards max_attenuation_db = 20 dB (ln 10 in log-mel), no further
 
 
 def test_noisereduce_method_denoises_before_the_stft():
     clean = tone_bursts(22050, noise_dbfs=-90)
     noisy = clean + np.random.default_rng(1).normal(0, 0.02, clean.size).astype(np.float32)
-    features = extract_features(noisy, 22050, NO_PITCH, DenoiseConfig(method="noisereduce"))
+    features = extract_features(noisy, 22050, NO_PITCH, DenoiseConfig(method="noisereduce", snr_threshold_db=None,
+                                                                      mel_dither_lsb=0.0))
     assert features.samples.shape == clean.shape
     assert np.sum((features.samples - clean) ** 2) < 0.25 * np.sum((noisy - clean) ** 2)
     assert_log_mel_close(features.mel, librosa_log_mel(features.samples, 22050, NO_PITCH))

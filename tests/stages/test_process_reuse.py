@@ -53,6 +53,7 @@ def test_text_change_reuses_audio_and_features(corpus, monkeypatch):
         raise AssertionError("audio was processed again")
 
     monkeypatch.setattr(process, "acoustic_row", no_audio_work)
+    monkeypatch.setattr(process, "_acoustic_first_pass", no_audio_work)  # what the shard's F0 passes call
     (second,) = _run(_write_config(corpus, "text: {enabled: true}"), out)
     assert second.key != first.key and not second.skipped
     assert second.reused_acoustics == 3 and second.num_rows == 3

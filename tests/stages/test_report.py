@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
@@ -297,3 +298,16 @@ def test_renders_in_headless_chromium(dataset, page, tmp_path):
     assert states == ["ok"] * 2 * len(KEPT)
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
     assert console == []
+
+
+def test_dnsmos_histogram_only_when_scored(tmp_path, page):
+    assert "DNSMOS" not in page  # features.dnsmos off: the column is all null
+    dataset_dir, rows = build_dataset(tmp_path)
+    for shard in sorted((dataset_dir / "shards").glob("*.parquet")):
+        table = pq.read_table(shard)
+        scores = [None if utt_id == "toy:001" else 2.5 + int(utt_id[-1]) / 10 for utt_id in table["utt_id"].to_pylist()]
+        index = table.schema.get_field_index("dnsmos_ovrl")
+        pq.write_table(table.set_column(index, table.schema.field(index), pa.array(scores, pa.float32())), shard)
+    scored = write_report(dataset_dir, examples=0).read_text(encoding="utf-8")
+    counts = {attrs["data-title"]: int(attrs["data-count"]) for attrs in attrs_of(scored, "svg") if "data-title" in attrs}
+    assert counts["DNSMOS P.835 overall before denoising"] == len(rows) - 1

@@ -8,6 +8,7 @@ invariants and read back with pyarrow, polars and duckdb alike.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import duckdb
@@ -16,6 +17,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from aligners.durations import token_edges_s
+from aligners.sequence import align_sequences
 from pipelines import prepare
 from stages.config import load_project
 from stages.finalize import finalize_dataset
@@ -71,9 +74,47 @@ def test_every_row_holds_the_frame_grid_and_the_text_front_end(processed):
             assert any(row["voiced"]), f"{row['utt_id']}: no voiced frame"
 
 
+def test_every_kept_row_of_every_corpus_has_durations(processed):
+    for dataset in load_project(CONFIG).datasets:
+        rows = _rows(processed / dataset.name)
+        expected = {"textgrid"} if dataset.config.align.method == "textgrid" else {"pocketsphinx", "espeak_synthesis"}
+        for row in rows:
+            assert row["durations"] is not None and row["alignment_method"] in expected, row["utt_id"]
+            assert sum(row["durations"]) == row["num_frames"] and len(row["durations"]) == len(row["phonemes"])
+        index = json.loads((processed / dataset.name / "index.json").read_text())
+        assert sum(index["alignment"]["rows_by_aligner"].values()) == len(rows)
+        assert "none" not in index["alignment"]["rows_by_aligner"], dataset.name
+
+
+def _htk_onsets_s(label: Path) -> list[tuple[str, float]]:
+    """(phone, onset seconds) of an HTS full-context label's non-silent phones (times in 100 ns)."""
+    phones = [(line.split()[2].split("-", 1)[1].split("+", 1)[0], int(line.split()[0]) / 1e7)
+              for line in label.read_text(encoding="utf-8").splitlines()]
+    return [(phone, start) for phone, start in phones if phone not in ("sil", "pau")]
+
+
+@pytest.mark.parametrize("dataset, utt_id, label", [
+    ("cmu_arctic", "cmu_arctic:slt_arctic_a0009", "cmu_arctic/merlin_slt_arctic_demo/label_phone_align/arctic_a0009.lab"),
+    ("jsut", "jsut:BASIC5000_0001", "jsut/jsut_ver1.1/basic5000/lab/BASIC5000_0001.lab"),
+])
+def test_default_durations_land_near_the_reference_labels(processed, shared_corpora, dataset, utt_id, label):
+    row = next(r for r in _rows(processed / dataset) if r["utt_id"] == utt_id)
+    edges = token_edges_s(np.asarray(row["durations"]), sample_rate=row["sample_rate"], hop_length=256)
+    starts = np.concatenate([[0.0], edges]) + row["trim_start_s"]
+    ours = [(t, s) for t, s in zip(row["phonemes"], starts) if t != "sil" and t not in ",.?!;:"]
+    reference = _htk_onsets_s(shared_corpora / label)
+    pairs = align_sequences([t for t, _ in ours], [p for p, _ in reference],
+                            lambda a, b: 1.0 if a.strip("ˈˌː").lower()[:1] == b.lower()[:1] else -0.5)
+    errors_s = [abs(ours[i][1] - reference[j][1]) for i, j in pairs if i is not None and j is not None]
+    assert len(errors_s) >= 0.8 * len(reference)
+    assert np.median(errors_s) < 0.035, f"median onset error {np.median(errors_s) * 1000:.0f} ms"
+
+
 def test_ljspeech_durations_come_from_its_textgrids(processed):
     rows = _rows(processed / "ljspeech")
-    assert rows and all(row["durations"] is not None for row in rows)
+    assert rows and all(row["alignment_method"] == "textgrid" for row in rows)
+    arpabet = [t for row in rows for t in row["phonemes"] if re.fullmatch("[A-Z]+[0-2]?", t)]
+    assert not arpabet, f"ARPAbet labels not mapped into the G2P's IPA: {arpabet[:5]}"
     for row in rows:
         assert sum(row["durations"]) == row["num_frames"]
         assert len(row["token_pitch"]) == len(row["token_energy"]) == len(row["phonemes"])
