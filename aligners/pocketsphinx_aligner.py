@@ -13,7 +13,7 @@ Steps for one utterance:
    time of its neighbour. Punctuation tokens get no time of their own: they sit at the pause (or boundary)
    after the previous phone, and ``aligners.spans.spans_to_alignment`` hands them the pause.
 
-The decoder is loaded once per process (``_decoder``) and reused; decoding is deterministic.
+The decoder is loaded once per process (``_decoder``) and reused; ``reset_decoder`` starts afresh.
 """
 
 from __future__ import annotations
@@ -92,8 +92,15 @@ _DECODER_LOCK = threading.Lock()  # one utterance at a time on the shared decode
 
 @functools.cache
 def _decoder() -> Decoder:
-    """The process's one decoder: en-us model and dictionary from the wheel, no language model."""
+    """The process's decoder: en-us model and dictionary from the wheel, no language model."""
     return Decoder(lm=None, loglevel="FATAL", samprate=MODEL_SAMPLE_RATE, frate=FRAME_RATE, **DECODER_OPTIONS)
+
+
+def reset_decoder() -> None:
+    """Make the next alignment load a fresh decoder (~0.4 s): live CMN carries state from one utterance to
+    the next (a boundary may move by a frame), so a caller that needs outputs independent of what the
+    process aligned before resets first."""
+    _decoder.cache_clear()
 
 
 def transcript_words(text: str) -> list[str]:

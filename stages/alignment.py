@@ -44,6 +44,17 @@ def auto_aligners() -> tuple[SpeechAligner, ...]:
     return PocketsphinxAligner(), SynthesisAligner()
 
 
+def start_shard() -> None:
+    """Reset what the aligners carry from one utterance to the next (espeak-ng's synthesiser state,
+    pocketsphinx's live cepstral mean), so a shard's durations depend on its own utterances alone, not on
+    which shards its worker processed before."""
+    from aligners.espeak_events import reset_engine
+    from aligners.pocketsphinx_aligner import reset_decoder
+
+    reset_engine()
+    reset_decoder()
+
+
 def durations_for(utt_id: str, language: str, config: StageConfig, *, audio_flac: bytes, num_frames: int,
                   trim_start_s: float, text: str | None, tokens: list[str] | None,
                   textgrid_dir: Path | None) -> tuple[Alignment, str] | None:

@@ -280,6 +280,7 @@ def process_shard(layout: DatasetLayout, name: str, key: str, config: StageConfi
     rejects: list[Reject] = []
     stats = RunningStats()
     text_results = text_stage.front_end(utterances, config.text)
+    alignment.start_shard()
     known_ranges = RunningStats.load(layout.shard_stats(name)).f0_ranges \
         if reused_rows and layout.shard_stats(name).is_file() else {}
     fresh, f0_ranges = acoustic_rows([u for u in utterances if not isinstance(text_results[u.utt_id], Exception)

@@ -11,7 +11,7 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from aligners.base import SpeechInput
-from aligners.espeak_events import engine
+from aligners.espeak_events import engine, reset_engine
 from aligners.synthesis_aligner import SynthesisAligner, _segments
 from aligners.synthesis_tokens import plan_speech
 from stages.errors import AlignmentFailed
@@ -58,6 +58,16 @@ def test_durations_sum_to_the_frame_grid(aligner):
     alignment = aligner.align(speech)
     assert alignment.durations.sum() == speech.num_frames // 2
     assert [t for t in alignment.tokens if t != "sil"] == speech.tokens
+
+
+def test_a_fresh_engine_makes_durations_independent_of_earlier_utterances(aligner):
+    speech = _speech(engine().synthesize(SENTENCE, "en-us").samples, SENTENCE, "en")
+    other = "Hello there, how are you doing on this fine and windy morning?"
+    reset_engine()
+    first = aligner.align(speech).durations
+    aligner.align(_speech(engine().synthesize(other, "en-us").samples, other, "en"))
+    reset_engine()
+    assert np.array_equal(aligner.align(speech).durations, first)
 
 
 def test_a_transcript_of_other_speech_fails(aligner):
