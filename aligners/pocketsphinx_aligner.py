@@ -23,7 +23,6 @@ import re
 import threading
 from dataclasses import dataclass
 
-import librosa
 import numpy as np
 import scipy.fft
 import soxr
@@ -34,6 +33,7 @@ from aligners.base import Alignment, SpeechInput, TokenSpan
 from aligners.sequence import align_sequences
 from aligners.spans import spans_to_alignment
 from stages.errors import AlignmentFailed, InvalidTranscript
+from stages.features import mel_filters
 from stages.text.g2p import PUNCTUATION, phonemize_batch
 
 #: pocketsphinx's en-us model works on 16 kHz audio.
@@ -306,12 +306,6 @@ def token_spans(tokens: list[str], phones: list[DecodedPhone]) -> list[TokenSpan
     return merged + spans
 
 
-@functools.cache
-def _mel_bank() -> np.ndarray:
-    """float32 ``[40, CHANGE_FFT // 2 + 1]`` mel filters, 60-7600 Hz."""
-    return librosa.filters.mel(sr=MODEL_SAMPLE_RATE, n_fft=CHANGE_FFT, n_mels=40, fmin=60, fmax=7600).astype(np.float32)
-
-
 def spectral_change(audio: np.ndarray) -> np.ndarray:
     """How fast the spectrum changes: float ``[1 + M // CHANGE_HOP]`` for 16 kHz float32 audio ``[M]``, frame
     ``t`` centred on sample ``t * CHANGE_HOP``: the distance between the 13 MFCCs (c0 left out: loudness is not
@@ -321,7 +315,7 @@ def spectral_change(audio: np.ndarray) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, CHANGE_WINDOW)[::CHANGE_HOP] * window
     spectrum = scipy.fft.rfft(frames, CHANGE_FFT, axis=1)
     power = spectrum.real ** 2 + spectrum.imag ** 2
-    mfcc = scipy.fft.dct(np.log(power @ _mel_bank().T + 1e-6), norm="ortho", axis=1)[:, 1:14]
+    mfcc = scipy.fft.dct(np.log(power @ mel_filters(MODEL_SAMPLE_RATE, CHANGE_FFT, 40, 60.0, 7600.0).T + 1e-6), norm="ortho", axis=1)[:, 1:14]
     lag = round(CHANGE_LAG_S * MODEL_SAMPLE_RATE / CHANGE_HOP)
     edged = np.pad(mfcc, ((lag, lag), (0, 0)), mode="edge")
     return np.linalg.norm(edged[2 * lag:] - edged[:-2 * lag], axis=1)

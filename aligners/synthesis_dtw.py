@@ -11,12 +11,11 @@ skipped cheaply.
 
 from __future__ import annotations
 
-import functools
-
-import librosa
 import numba
 import numpy as np
 import scipy.fft
+
+from stages.features import mel_filters
 
 N_MELS = 40
 FLOOR_DB = 60.0
@@ -27,12 +26,6 @@ PAUSE_WEIGHT = 0.3
 _SILENT_DB = 40.0  # a frame this far below the utterance's loudest is silent
 
 
-@functools.cache
-def _mel_basis(sample_rate: int, n_fft: int) -> np.ndarray:
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=N_MELS, fmin=50.0,
-                               fmax=min(8000.0, sample_rate / 2)).astype(np.float32)
-
-
 def features(samples: np.ndarray, sample_rate: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
     """Normalised features float32 ``[T, 2 * N_MELS]`` of frames centred on samples ``t * hop``
     (``T = len(samples) // hop + 1``), and which frames are silent (bool ``[T]``)."""
@@ -41,7 +34,7 @@ def features(samples: np.ndarray, sample_rate: int, hop: int) -> tuple[np.ndarra
     count = len(samples) // hop + 1
     frames = np.lib.stride_tricks.as_strided(padded, (count, n_fft), (padded.strides[0] * hop, padded.strides[0]))
     power = np.abs(scipy.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=1)) ** 2
-    mel_db = 10.0 * np.log10(power @ _mel_basis(sample_rate, n_fft).T + 1e-12)
+    mel_db = 10.0 * np.log10(power @ mel_filters(sample_rate, n_fft, N_MELS, 50.0, min(8000.0, sample_rate / 2)).T + 1e-12)
     mel_db = np.maximum(mel_db, mel_db.max() - FLOOR_DB)
     energy_db = 10.0 * np.log10(power.sum(axis=1) + 1e-12)
     silent = energy_db < energy_db.max() - _SILENT_DB

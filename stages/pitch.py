@@ -93,7 +93,7 @@ def first_pass(samples: np.ndarray, sample_rate: int, hop_length: int, num_frame
     signal = np.ascontiguousarray(signal, dtype=np.float32)
     frame_period_ms = 1000.0 * hop_length / sample_rate
     floor, ceil = settings.f0_floor, settings.f0_ceil
-    raw = fit_to_frames(_dio_stonemask(signal, rate, frame_period_ms, floor, ceil, settings.dio_speed, None)
+    raw = fit_to_frames(_dio_stonemask(signal, rate, frame_period_ms, floor, ceil, settings.dio_speed)
                         .astype(np.float32), num_frames, what="dio f0")
     analysis, cleaned = None, _in_range(raw, floor, ceil)
     if settings.refine:
@@ -170,15 +170,11 @@ def _in_range(f0: np.ndarray, f0_floor: float, f0_ceil: float) -> np.ndarray:
     return np.where((f0 >= f0_floor) & (f0 <= f0_ceil), f0, 0.0).astype(np.float32)
 
 
-def _dio_stonemask(samples: np.ndarray, sample_rate: int, frame_period_ms: float, f0_floor: float,
-                   f0_ceil: float, dio_speed: int, analysis_rate: int | None) -> np.ndarray:
-    """DIO + StoneMask F0 (Hz, float64, pyworld's frame count) at ``min(sample_rate, analysis_rate)``."""
-    rate = sample_rate if analysis_rate is None else min(sample_rate, analysis_rate)
-    if samples.size * rate < sample_rate:  # under one sample at the analysis rate: soxr would return none
-        rate = sample_rate
-    if rate != sample_rate:
-        samples = soxr.resample(samples, sample_rate, rate, quality="HQ")
-    signal = np.ascontiguousarray(samples, dtype=np.float64)
+def _dio_stonemask(signal: np.ndarray, rate: int, frame_period_ms: float, f0_floor: float, f0_ceil: float,
+                   dio_speed: int) -> np.ndarray:
+    """DIO + StoneMask F0 (Hz, float64, pyworld's frame count) of ``signal`` at ``rate`` Hz (already the
+    analysis rate: ``first_pass`` resamples)."""
+    signal = np.ascontiguousarray(signal, dtype=np.float64)
     coarse_hz, times_s = pyworld.dio(signal, rate, f0_floor=f0_floor, f0_ceil=f0_ceil,
                                      frame_period=frame_period_ms, speed=dio_decimation(rate, dio_speed, f0_ceil))
     return pyworld.stonemask(signal, coarse_hz, times_s, rate)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 TOOLS = ("numpy", "scipy", "soundfile", "soxr", "librosa", "noisereduce", "pyworld", "pyloudnorm",
          "webrtcvad-wheels", "pypinyin", "pyopenjtalk-plus", "phonemizer", "num2words", "cn2an", "praatio", "pyarrow",
-         "speechmos", "onnxruntime")
+         "speechmos", "onnxruntime", "pocketsphinx", "numba")
 #: Programs run as subprocesses, with the argument that prints their version.
 PROGRAMS = {"espeak-ng": "--version", "mfa": "version"}
 _CODE_PACKAGES = ("stages", "aligners")
