@@ -13,7 +13,8 @@ hop 256 at 22.05 kHz, 60-500 Hz; independent of our trackers) and compared frame
 * ms per audio second: CPU time of ``acoustic_rows`` minus that with ``f0_method: none``, one thread.
 
 Variants: ``before`` (DIO + StoneMask over the configured range, the trackers' own voicing: the previous
-default, except that values outside the range are now unvoiced), ``dio`` (the default), ``harvest``. Also
+default, except that values outside the range are now unvoiced), ``dio`` (the default), ``harvest``,
+``swift_f0`` (SwiftF0 within the speaker ranges). Also
 Harvest and DIO on ``arctic_a0007`` (awb, 16 kHz, hop 80, 60-240 Hz) against the SPTK RAPT and SWIPE'
 reference files. Needs ``pip install -e .[bench]`` (pysptk).
 
@@ -66,6 +67,7 @@ VARIANTS = {
     "before": {"f0_refine": False, "f0_range_mode": "configured"},
     "dio": {},
     "harvest": {"f0_method": "harvest"},
+    "swift_f0": {"f0_method": "swift_f0"},
 }
 
 

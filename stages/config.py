@@ -141,8 +141,12 @@ class FeatureConfig(Strict):
     n_mels: int = Field(80, ge=1)
     fmin: float = Field(0.0, ge=0)
     fmax: float | None = 8000.0
-    #: ``none`` writes f0 = 0 and voiced = False on every frame (mel and energy only).
-    f0_method: Literal["dio", "harvest", "none"] = "dio"
+    #: ``dio`` (pyworld DIO + StoneMask, the default), ``harvest`` (pyworld, ~40x DIO's cost), ``swift_f0``
+    #: (SwiftF0's ONNX model, ``stages.pitch_swift``, within the speaker ranges, no refinement: against RAPT
+    #: GPE 1.0 % / VDE 10.8 % / octave-up 0.5 % where DIO has 2.2 / 12.0 / 0.1 %, for ~7.5 ms of CPU per audio
+    #: second where DIO takes ~1.6: the default path would fall under 150x realtime); ``none`` writes f0 = 0 and
+    #: voiced = False on every frame (mel and energy only).
+    f0_method: Literal["dio", "harvest", "swift_f0", "none"] = "dio"
     #: DIO + StoneMask analyse the waveform resampled (soxr HQ) to this rate where the input's is higher;
     #: None: the input's rate. Their cost grows with the rate: at 8 kHz they agree with the 22.05 kHz analysis
     #: within 1 cent (median, LJSpeech), match the SPTK references as well, and run 3-5x faster. Not Harvest's.
@@ -172,11 +176,14 @@ class FeatureConfig(Strict):
     #: Octave-jump correction, folding into the range and a periodicity voicing decision on the analysis-rate
     #: signal (``stages.pitch_refine``), for DIO and Harvest: GPE vs RAPT 3.6 -> 2.2 %, VDE 16.0 -> 12.0 %,
     #: for ~0.35 ms per audio second. False: the trackers' own voicing, values outside the range unvoiced.
+    #: Not applied to ``swift_f0`` (it made its GPE worse).
     f0_refine: bool = True
     #: A frame is voiced where the NCCF at its F0 period reaches this (0.4: VDE -0.4 points, GPE +0.8).
     f0_voicing_threshold: float = Field(0.5, gt=0, lt=1)
     #: Voiced runs shorter than this (frames) are unvoiced.
     f0_min_voiced_run: int = Field(3, ge=1)
+    #: ``swift_f0`` only: a frame is voiced where SwiftF0's confidence exceeds this (0.7: VDE 14.1 %, 0.9: 31 %).
+    f0_swift_confidence: float = Field(0.5, gt=0, lt=1)
     #: DNSMOS P.835 speech quality (``stages.quality``): the shard columns ``dnsmos_sig``, ``dnsmos_bak`` and
     #: ``dnsmos_ovrl`` (1-5, on the conditioned audio before denoising, at 16 kHz), null when off. Costs
     #: ~0.36 s of CPU per clip up to 9 s (one 9.01 s window), one more per second beyond (``stages.quality``).

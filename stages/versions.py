@@ -10,7 +10,7 @@ from pathlib import Path
 
 TOOLS = ("numpy", "scipy", "soundfile", "soxr", "librosa", "noisereduce", "pyworld", "pyloudnorm",
          "webrtcvad-wheels", "pypinyin", "pyopenjtalk-plus", "phonemizer", "num2words", "cn2an", "praatio", "pyarrow",
-         "speechmos", "onnxruntime", "pocketsphinx", "numba")
+         "speechmos", "onnxruntime", "pocketsphinx", "numba", "swift-f0")
 #: Programs run as subprocesses, with the argument that prints their version.
 PROGRAMS = {"espeak-ng": "--version", "mfa": "version"}
 _CODE_PACKAGES = ("stages", "aligners")
@@ -38,7 +38,7 @@ def tool_versions() -> dict[str, str]:
 #: editing anything else recomputes text, durations and shards from the cached features.
 ACOUSTIC_MODULES = ("stages/audio_io.py", "stages/conditioning.py", "stages/silence.py", "stages/signal_quality.py",
                     "stages/denoise.py", "stages/features.py", "stages/pitch.py", "stages/pitch_refine.py",
-                    "stages/frames.py", "stages/quality.py")
+                    "stages/pitch_swift.py", "stages/frames.py", "stages/quality.py")
 
 
 def _digest(paths: list[Path], root: Path) -> str:

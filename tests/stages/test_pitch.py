@@ -57,9 +57,10 @@ def check_track(samples: np.ndarray, truth: np.ndarray, f0: np.ndarray, voiced: 
     assert voiced[inner & (expected > 0)].mean() > 0.85
 
 
+@pytest.mark.parametrize("method", ["dio", "swift_f0"])
 @pytest.mark.parametrize("low, high, weak", [(80.0, 120.0, False), (80.0, 120.0, True), (180.0, 350.0, False),
                                              (180.0, 350.0, True), (100.0, 300.0, False)])
-def test_synthetic_voices_have_no_octave_errors(low, high, weak):
+def test_synthetic_voices_have_no_octave_errors(low, high, weak, method):
     """A low male voice, a high female one (each also with a dominant second harmonic) and a wide glide,
     with unvoiced noise bursts: every voiced frame within 20 % of the truth, the bursts unvoiced."""
     t = np.arange(int(2.0 * RATE)) / RATE
@@ -67,14 +68,14 @@ def test_synthetic_voices_have_no_octave_errors(low, high, weak):
     samples, bursts = with_fricatives(voice(truth, weak_fundamental=weak))
     truth = np.where(bursts, 0.0, truth)
     frames = num_frames_for(samples.size, HOP)
-    f0, voiced = extract_f0(samples, RATE, HOP, frames, analysis_rate=8000)
+    f0, voiced = extract_f0(samples, RATE, HOP, frames, method=method, analysis_rate=8000)
     check_track(samples, truth, f0, voiced)
     in_burst = frames_of(bursts, frames)
     core = in_burst & np.roll(in_burst, 2) & np.roll(in_burst, -2)
     assert not voiced[core].any()
 
 
-@pytest.mark.parametrize("method", ["dio", "harvest"])
+@pytest.mark.parametrize("method", ["dio", "harvest", "swift_f0"])
 @pytest.mark.parametrize("f0_range", [(71.0, 800.0), (150.0, 220.0), (60.0, 240.0)])
 def test_no_voiced_value_outside_the_range(method, f0_range):
     t = np.arange(int(1.5 * RATE)) / RATE
