@@ -20,6 +20,7 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 from librosa.filters import mel as librosa_mel  # eagerly: librosa would load it lazily, in the first utterance
+from threadpoolctl import threadpool_limits
 
 from stages.audio_io import check_audio
 from stages.config import DenoiseConfig, FeatureConfig
@@ -115,6 +116,7 @@ def dither_power(sample_rate: int, cfg: FeatureConfig, num_frames: int,
 
 
 @lru_cache(maxsize=8)
+@threadpool_limits.wrap(limits=1)  # cached for the process: the same values whatever BLAS threads the first caller had
 def _dither_table(sample_rate: int, n_fft: int, hop_length: int, win_length: int, window: str, n_mels: int,
                   fmin: float, fmax: float | None, level: float) -> tuple[np.ndarray, np.ndarray]:
     cfg = FeatureConfig(n_fft=n_fft, hop_length=hop_length, win_length=win_length, window=window, n_mels=n_mels,
