@@ -8,6 +8,8 @@ Praat's ``To TextGrid (align)``), for every language espeak-ng speaks plus Japan
    event; an unpaired pause event is a pause.
 4. ``aligners.synthesis_dtw``: features of both signals on a grid of ``hop_length / 4`` samples at the
    speech's rate, banded two-pass DTW; a synthetic boundary maps to the first real frame paired with it.
+   The transcript is refused when the audio is not speech or the match is past ``MAX_MISMATCH``,
+   ``MAX_CONTRAST`` or ``MAX_RATIO``.
 5. ``aligners.spans.spans_to_alignment`` makes the durations (pauses become ``sil`` or punctuation).
 """
 
@@ -28,19 +30,28 @@ from aligners.synthesis_tokens import SpeechPlan, plan_speech
 from stages.errors import AlignmentFailed, InvalidTranscript
 from stages.text.g2p import g2p_engine
 
-#: ``synthesis_dtw.mismatch_score`` above which the transcript is taken not to match the audio.
-MAX_MISMATCH = 1.2
+#: Above any of these (``synthesis_dtw.Match``) the transcript is taken not to match the audio. Measured over
+#: every clip of ../shared/corpora with its own transcript (bench/bench_alignment_check.py): mismatch at most
+#: 1.35, contrast 1.005, ratio 0.867; each limit leaves a margin of about 0.02-0.03 above that.
+MAX_MISMATCH = 1.38
+MAX_CONTRAST = 1.03
+MAX_RATIO = 0.89
+#: ``synthesis_dtw.shape_change_db`` of the real signal below which it is not speech (speech measured
+#: 4.2 dB and up, tone bursts at most 2.5).
+MIN_SHAPE_CHANGE_DB = 3.2
 FINE_STEPS_PER_HOP = 4
 
 
 class SynthesisAligner:
     """``SpeechAligner`` by espeak-ng synthesis and DTW (module docstring); stateless, one per process is
-    enough (the espeak-ng engine is shared). ``max_mismatch``: the quality threshold."""
+    enough (the espeak-ng engine is shared). ``max_mismatch``, ``max_contrast``, ``max_ratio``: the limits on
+    ``synthesis_dtw.Match``."""
 
     name = "espeak_synthesis"
 
-    def __init__(self, *, max_mismatch: float = MAX_MISMATCH):
-        self.max_mismatch = max_mismatch
+    def __init__(self, *, max_mismatch: float = MAX_MISMATCH, max_contrast: float = MAX_CONTRAST,
+                 max_ratio: float = MAX_RATIO):
+        self.max_mismatch, self.max_contrast, self.max_ratio = max_mismatch, max_contrast, max_ratio
 
     def supports(self, language: str) -> bool:
         """True for ``ja``, ``zh`` and every language espeak-ng has a voice for."""
@@ -60,16 +71,27 @@ class SynthesisAligner:
         labels, synth_starts = _segments(plan, synth)
         hop = max(1, speech.hop_length // FINE_STEPS_PER_HOP)
         audio = resample_poly(synth.samples, speech.sample_rate, synth.sample_rate).astype(np.float32)
-        synth_feats, synth_silent = synthesis_dtw.features(audio, speech.sample_rate, hop)
-        real_feats, real_silent = synthesis_dtw.features(speech.samples, speech.sample_rate, hop)
-        path, mismatch = synthesis_dtw.align(synth_feats, real_feats, synth_silent, real_silent)
-        if mismatch > self.max_mismatch:
-            raise AlignmentFailed(f"synthetic and real speech differ (DTW mismatch {mismatch:.2f} > "
-                                  f"{self.max_mismatch}): transcript and audio do not match?")
+        synth_feats, synth_silent, _ = synthesis_dtw.features(audio, speech.sample_rate, hop)
+        real_feats, real_silent, change_db = synthesis_dtw.features(speech.samples, speech.sample_rate, hop)
+        path, match = synthesis_dtw.align(synth_feats, real_feats, synth_silent, real_silent)
+        self._check(match, change_db)
         rows = np.minimum(np.rint(synth_starts / synth.sample_rate * speech.sample_rate / hop).astype(np.int64),
                           len(synth_feats) - 1)
         real_starts = path[np.searchsorted(path[:, 0], rows), 1] * hop / speech.sample_rate
         return _spans(labels, real_starts, len(speech.tokens), speech.samples.size / speech.sample_rate)
+
+    def _check(self, match: synthesis_dtw.Match, change_db: float) -> None:
+        """Raises ``AlignmentFailed`` when the real signal's ``shape_change_db`` (``change_db``) is too low
+        for speech or ``match`` is past any limit."""
+        if change_db < MIN_SHAPE_CHANGE_DB:
+            raise AlignmentFailed(f"the audio does not sound like speech (spectral shape change {change_db:.1f} dB "
+                                  f"< {MIN_SHAPE_CHANGE_DB} dB): a steady tone or hum?")
+        for name, value, limit in (("mismatch", match.mismatch, self.max_mismatch),
+                                   ("contrast", match.contrast, self.max_contrast),
+                                   ("ratio", match.ratio, self.max_ratio)):
+            if value > limit:
+                raise AlignmentFailed(f"synthetic and real speech differ (DTW {name} {value:.3f} > {limit}): "
+                                      "transcript and audio do not match?")
 
 
 def _synthesize(speech: SpeechInput) -> tuple[Synthesis, SpeechPlan]:

@@ -16,6 +16,7 @@ from aligners.synthesis_aligner import SynthesisAligner, _segments
 from aligners.synthesis_tokens import plan_speech
 from stages.errors import AlignmentFailed
 from stages.text.g2p import phonemize
+from tests.helpers import tone_bursts
 
 SR, HOP = 22050, 256
 SENTENCE = "The quick brown fox jumps over the lazy dog, then sleeps in the sun."
@@ -81,6 +82,18 @@ def test_a_real_clip_with_another_sentence_fails(aligner, shared_corpora):
     aligner.align(_speech(samples, "He turned sharply, and faced Gregson across the table.", "en"))
     with pytest.raises(AlignmentFailed, match="do not match"):
         aligner.align(_speech(samples, "Seventy two people waited at the old railway station for hours.", "en"))
+
+
+@pytest.mark.parametrize("language, text", [("en", SENTENCE), ("ja", "水をマレーシアから買わなくてはならないのです。")])
+def test_tone_bursts_fail(aligner, language, text):
+    with pytest.raises(AlignmentFailed, match="does not sound like speech"):
+        aligner.align(_speech(tone_bursts(SR, bursts=4), text, language))
+
+
+def test_white_noise_fails(aligner):
+    noise = np.random.default_rng(0).normal(0, 0.05, 4 * SR)
+    with pytest.raises(AlignmentFailed, match="do not match"):
+        aligner.align(_speech(noise, SENTENCE, "en"))
 
 
 def test_unsupported_language_fails(aligner):

@@ -20,7 +20,7 @@ def corpus_config(tmp_path: Path) -> Path:
     write_ljspeech(tmp_path / "LJ", TEXTS, missing=("T-05",))
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}}\n")
+                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}, align: {method: none}}\n")
     return config
 
 

@@ -17,7 +17,7 @@ def test_failed_shard_goes_to_the_ledger_and_is_retried(tmp_path):
     write_ljspeech(tmp_path / "LJ", {f"F-{i}": f"Failure number {i}." for i in range(3)})
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {filter: {min_snr_db: null}, shards: {max_utterances: 2}}\n")
+                      "    stages: {filter: {min_snr_db: null}, align: {method: none}, shards: {max_utterances: 2}}\n")
     dataset = load_project(config).datasets[0]
     out = tmp_path / "out"
     planned = prepare.ingest_and_plan(str(config), "tiny", str(out))

@@ -20,7 +20,7 @@ TEXTS = {f"R-{i:02d}": f"Reading number {i} of {i * 7} apples." for i in range(4
 def _write_config(tmp_path: Path, stages: str) -> Path:
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
-                      f"    stages: {{filter: {{min_snr_db: null}}, {stages}}}\n")
+                      f"    stages: {{filter: {{min_snr_db: null}}, align: {{method: none}}, {stages}}}\n")
     return config
 
 

@@ -55,14 +55,10 @@ def test_clean_samples_are_all_kept(processed):
         root = processed / dataset.name
         index = json.loads((root / "index.json").read_text())
         rejects = pq.read_table(root / "rejects.parquet").to_pylist()
-        # the synthesis aligner's transcript check (DTW mismatch, threshold 1.2) refuses a few real clips with
-        # right transcripts: Common Voice ja 22191245 at 1.36, AISHELL-3 SSB01390013 at 1.20 (known limitation)
-        allowed = 1 if dataset.importer in ("common_voice", "aishell3") else 0
-        assert len(rejects) <= allowed and all(r["reason"] == "alignment_failed" for r in rejects), \
-            f"{dataset.name}: {[(r['utt_id'], r['reason'], r['detail']) for r in rejects]}"
+        assert rejects == [], f"{dataset.name}: {[(r['utt_id'], r['reason'], r['detail']) for r in rejects]}"
         manifest = pq.read_table(root / "manifest.parquet")
-        assert index["counts"]["inputs"] == index["counts"]["kept"] + len(rejects) == manifest.num_rows > 0
-        assert sum(s["num_rows"] for s in index["shards"]) == index["counts"]["kept"]
+        assert index["counts"]["inputs"] == index["counts"]["kept"] == manifest.num_rows > 0
+        assert sum(s["num_rows"] for s in index["shards"]) == manifest.num_rows
         assert index["hours"]["total"] > 0 and index["split_overlap"] is not None
 
 
