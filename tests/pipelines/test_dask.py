@@ -47,7 +47,7 @@ def test_shards_on_dask_workers_equal_the_local_run(tmp_path: Path):
     sf.write(corpus / "wavs" / "T-03.wav", np.zeros(22050, np.float32), 22050, subtype="PCM_16")  # all silence
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}}\n")
+                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}, align: {method: none}}\n")
     run = ["run", "--config", str(config), "--out"]
 
     with ExitStack() as services:

@@ -22,7 +22,7 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
     write_ljspeech(tmp_path / "LJ", {f"E-{i}": f"Sentence number {i}." for i in range(3)})
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: emb\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}}\n", encoding="utf-8")
+                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}, align: {method: none}}\n", encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), TTSPREP_PROGRESS="0")
     command = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--out", str(tmp_path / "out"),

@@ -25,7 +25,7 @@ def _corpus(tmp_path: Path) -> Path:
     write_ljspeech(tmp_path / "LJ", {"S-00": "A scheduled sentence.", "S-01": "Another one."})
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {filter: {min_snr_db: null}}\n")
+                      "    stages: {filter: {min_snr_db: null}, align: {method: none}}\n")
     return config
 
 

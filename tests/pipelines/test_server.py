@@ -18,7 +18,7 @@ def test_run_is_recorded_by_a_real_prefect_server(tmp_path: Path):
     write_ljspeech(tmp_path / "LJ", texts, missing=("T-05",))
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}}\n")
+                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}, align: {method: none}}\n")
     out = tmp_path / "out"
 
     with prefect_server(tmp_path / "server-home") as api_url:
