@@ -1,5 +1,5 @@
 """ARPAbet (CMU dictionary, pocketsphinx, MFA's ``english_us_arpa``, Festival/HTS labels) and the espeak-ng
-IPA tokens of ``stages.text.g2p`` for American English, in both directions.
+IPA tokens of ``ttsprep.stages.step3_text.g2p`` for American English, in both directions.
 
 * ``arpabet_to_ipa("AE1") == "ˈæ"``: the G2P's convention, stress mark on the vowel (``1`` -> ``ˈ``,
   ``2`` -> ``ˌ``), length mark on the phone. espeak writes a few vowels differently when unstressed
@@ -7,13 +7,13 @@ IPA tokens of ``stages.text.g2p`` for American English, in both directions.
   HTS labels) gets the stressed quality without a mark (``AH`` -> ``ʌ``). Silence labels map to ``sil``.
 * ``ipa_to_arpabet("ˈɑːɹ") == ("AA", "R")``: the stressless ARPAbet phones of one G2P token (espeak joins
   r-coloured vowels and syllabic consonants into one token, so a token may be several phones).
-* ``phone_similarity`` / ``ipa_similarity``: substitution scores for ``aligners.sequence.align_sequences``
+* ``phone_similarity`` / ``ipa_similarity``: substitution scores for ``ttsprep.aligners.sequence.align_sequences``
   (1 for the same phone, partial credit for a near phone, -1 otherwise).
 """
 
 from __future__ import annotations
 
-from aligners.base import SILENCE
+from ttsprep.aligners.base import SILENCE
 
 #: ARPAbet phone (no stress digit, upper case) -> espeak-style IPA of its stressed form, without the stress mark.
 ARPABET_TO_IPA: dict[str, str] = {

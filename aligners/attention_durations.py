@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from aligners.mas import monotonic_alignment_search
-from stages.config import AlignConfig
-from stages.errors import AlignmentFailed
+from ttsprep.aligners.mas import monotonic_alignment_search
+from ttsprep.stages.core.config import AlignConfig
+from ttsprep.stages.core.errors import AlignmentFailed
+from ttsprep.stages.core.reasons import Reason
 
 EPS = 1e-8
 
@@ -53,5 +54,5 @@ def durations_from_attention(attention: np.ndarray, token_length: int, frame_len
         raise AlignmentFailed(
             f"focus_rate={quality['focus_rate']:.3f} (min {config.attention_min_focus_rate}), "
             f"diagonality={quality['diagonality']:.3f} (min {config.attention_min_diagonality})",
-            reason="attention_low_quality")
+            reason=Reason.ATTENTION_LOW_QUALITY)
     return monotonic_alignment_search(np.log(attention.T + EPS)), quality

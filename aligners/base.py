@@ -53,7 +53,7 @@ class SpeechInput:
     ``samples`` float32 [N] is the conditioned (trimmed, denoised) audio at ``sample_rate`` Hz whose features
     were computed: frame ``t`` is centred on sample ``t * hop_length``, and the grid has ``num_frames`` frames
     (a multiple of ``reduction_factor``). ``tokens`` are the dataset's own G2P tokens (phones and the
-    punctuation marks of ``stages.text.g2p.PUNCTUATION``), ``text`` the normalised text they came from.
+    punctuation marks of ``ttsprep.stages.step3_text.g2p.PUNCTUATION``), ``text`` the normalised text they came from.
     """
 
     samples: np.ndarray
@@ -69,7 +69,7 @@ class SpeechInput:
 @dataclass(frozen=True)
 class TokenSpan:
     """Where an aligner heard token ``tokens[token]`` (``None``: a pause it found), ``[start_s, end_s)`` in
-    seconds of ``SpeechInput.samples``; ``aligners.spans.spans_to_alignment`` turns spans into durations."""
+    seconds of ``SpeechInput.samples``; ``ttsprep.aligners.spans.spans_to_alignment`` turns spans into durations."""
 
     token: int | None
     start_s: float

@@ -1,11 +1,11 @@
 """Labelled time intervals (a TextGrid tier) to token durations on the feature frame grid.
 
-Frame rule. Frames are centred (``stages.frames``): frame ``t`` sits at sample ``t * hop_length`` and stands
+Frame rule. Frames are centred (``ttsprep.stages.core.frames``): frame ``t`` sits at sample ``t * hop_length`` and stands
 for the cell ``[t * hop - hop / 2, t * hop + hop / 2)``. A token owns the frames whose centres fall inside
 its interval, which is also the token covering the larger part of each frame's cell. A boundary at time
 ``b`` therefore becomes the frame index ``ceil(b * sample_rate / hop_length)`` (the number of centres before
 ``b``), and the boundary is recovered from that index to within half a frame as ``(k - 1/2) * hop / sr``
-(``token_edges_s``). The same rule splits pause segments (``stages.silence.segment_frames``).
+(``token_edges_s``). The same rule splits pause segments (``ttsprep.stages.step2_audio.silence.segment_frames``).
 
 Durations are differences of these CUMULATIVE boundary indices, with the first forced to 0 and the last to
 ``num_frames``, so they sum to ``num_frames`` exactly; rounding each token's length on its own (as
@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from aligners.base import SILENCE, Alignment, Interval
-from stages.errors import AlignmentFailed, InvariantViolation
+from ttsprep.aligners.base import SILENCE, Alignment, Interval
+from ttsprep.stages.core.errors import AlignmentFailed, InvariantViolation
+from ttsprep.stages.core.reasons import Reason
 
 #: TextGrid times are decimal strings: frame positions are rounded to this many decimals before the ceiling,
 #: so a boundary exactly on a frame centre does not move by a frame with floating-point noise.
@@ -60,7 +61,7 @@ def intervals_to_durations(intervals: list[Interval], *, num_frames: int, sample
                            offset_s: float = 0.0, reduction_factor: int = 1) -> Alignment:
     """Tokens and int32 durations in units of ``reduction_factor`` frames, summing to ``num_frames / r``.
 
-    ``intervals`` tile a span in the source file's time base (as ``aligners.textgrid.read_tier`` returns
+    ``intervals`` tile a span in the source file's time base (as ``ttsprep.aligners.textgrid.read_tier`` returns
     them); see the module docstring for the frame rule, trimming and edge silence. Raises
     ``AlignmentFailed`` when no interval overlaps the frame grid (reason ``alignment_outside_audio``) or when
     the intervals end more than ``r`` frames before the audio does (``alignment_too_short``: a TextGrid of
@@ -70,7 +71,7 @@ def intervals_to_durations(intervals: list[Interval], *, num_frames: int, sample
     if num_frames <= 0 or r < 1 or num_frames % r:
         raise InvariantViolation(f"num_frames={num_frames} is not a positive multiple of r={r}")
     if not intervals:
-        raise AlignmentFailed("the alignment has no intervals", reason="empty_alignment")
+        raise AlignmentFailed("the alignment has no intervals", reason=Reason.EMPTY_ALIGNMENT)
     starts = np.array([i.start_s for i in intervals], dtype=np.float64) - offset_s
     ends = np.array([i.end_s for i in intervals], dtype=np.float64) - offset_s
     if np.any(ends < starts) or not np.allclose(ends[:-1], starts[1:], rtol=0, atol=1e-6):
@@ -83,12 +84,12 @@ def intervals_to_durations(intervals: list[Interval], *, num_frames: int, sample
         grid_end_s = offset_s + num_frames * hop_length / sample_rate
         raise AlignmentFailed(f"no interval overlaps the audio [{offset_s:.3f}, {grid_end_s:.3f}] s "
                               f"(intervals span [{starts[0] + offset_s:.3f}, {ends[-1] + offset_s:.3f}] s)",
-                              reason="alignment_outside_audio")
+                              reason=Reason.ALIGNMENT_OUTSIDE_AUDIO)
     edges = np.append(start_positions[kept], end_positions[kept[-1]])
     frames = np.clip(np.ceil(edges).astype(np.int64), 0, num_frames)
     if frames[-1] < num_frames - r:
         raise AlignmentFailed(f"the alignment ends at {ends[-1] + offset_s:.3f} s, {num_frames - frames[-1]} frames "
-                              f"before the audio does", reason="alignment_too_short")
+                              f"before the audio does", reason=Reason.ALIGNMENT_TOO_SHORT)
     frames[0], frames[-1] = 0, num_frames
     durations = np.diff((frames + r // 2) // r).astype(np.int32)
 

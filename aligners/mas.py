@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.errors import AlignmentFailed
+from ttsprep.stages.core.errors import AlignmentFailed
+from ttsprep.stages.core.reasons import Reason
 
 
 def monotonic_alignment_search(log_probs: np.ndarray) -> np.ndarray:
@@ -28,7 +29,7 @@ def monotonic_alignment_search(log_probs: np.ndarray) -> np.ndarray:
         raise ValueError("log_probs must be finite (use log(p + eps))")
     num_tokens, num_frames = log_probs.shape
     if num_frames < num_tokens:
-        raise AlignmentFailed(f"{num_tokens} tokens cannot fit in {num_frames} frames", reason="too_few_frames")
+        raise AlignmentFailed(f"{num_tokens} tokens cannot fit in {num_frames} frames", reason=Reason.TOO_FEW_FRAMES)
 
     scores = np.full((num_tokens, num_frames), -np.inf)
     scores[0, 0] = log_probs[0, 0]

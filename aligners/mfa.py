@@ -1,7 +1,7 @@
 """Montreal Forced Aligner around the pipeline: export a corpus in MFA's layout, run ``mfa``, find its TextGrids.
 
 MFA (conda-forge only: it needs Kaldi) runs as a subprocess over a whole corpus before the shards are
-processed; ``aligners.textgrid.TextGridAligner`` then reads its output folder. The exported audio is the
+processed; ``ttsprep.aligners.textgrid.TextGridAligner`` then reads its output folder. The exported audio is the
 untrimmed source audio, so the TextGrids share its time base and ``trim_start_s`` maps them onto the
 trimmed features.
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stages.audio_io import load_audio
-from stages.errors import AlignmentFailed, ConfigError, InvalidTranscript
+from ttsprep.stages.core.audio_io import load_audio
+from ttsprep.stages.core.errors import AlignmentFailed, ConfigError, InvalidTranscript
+from ttsprep.stages.core.reasons import Reason
 
 #: Lines of MFA's stderr quoted in the error when it fails.
 STDERR_TAIL_LINES = 20
@@ -49,10 +50,10 @@ def export_mfa_corpus(utterances: list[tuple[str, str, Path | np.ndarray, str]],
         stem = mfa_file_stem(local_id)
         if stem in seen:
             raise AlignmentFailed(f"utterances '{seen[stem]}' and '{local_id}' both export as '{stem}'",
-                                  reason="duplicate_utterance_name")
+                                  reason=Reason.DUPLICATE_UTTERANCE_NAME)
         seen[stem] = local_id
         if not transcript.strip():
-            raise InvalidTranscript(f"{local_id}: empty transcript", reason="empty_transcript")
+            raise InvalidTranscript(f"{local_id}: empty transcript", reason=Reason.EMPTY_TRANSCRIPT)
         samples = load_audio(Path(audio), sample_rate) if isinstance(audio, (str, Path)) else np.asarray(audio)
         speaker_dir = out_dir / mfa_file_stem(speaker)
         speaker_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ def run_mfa_align(corpus_dir: Path, dictionary: str, acoustic_model: str | None,
     if result.returncode != 0:
         tail = "\n".join((result.stderr.strip() or result.stdout.strip()).splitlines()[-STDERR_TAIL_LINES:])
         raise AlignmentFailed(f"`{' '.join(command)}` exited with status {result.returncode}:\n{tail}",
-                              reason="mfa_failed")
+                              reason=Reason.MFA_FAILED)
     _textgrid_index.cache_clear()
     return out_dir
 
@@ -116,5 +117,5 @@ def find_textgrid(textgrid_dir: Path, local_id: str) -> Path | None:
     matches = index.get(local_id) or index.get(mfa_file_stem(local_id)) or []
     if len(matches) > 1:
         raise AlignmentFailed(f"{len(matches)} files named {local_id}.TextGrid: {[str(p) for p in matches]}",
-                              reason="ambiguous_textgrid")
+                              reason=Reason.AMBIGUOUS_TEXTGRID)
     return matches[0] if matches else None

@@ -4,14 +4,14 @@ pocketsphinx wheel), timed onto the dataset's own espeak-ng IPA tokens.
 Steps for one utterance:
 
 1. Words of ``SpeechInput.text`` (lower case, letters and apostrophes); a word the dictionary lacks is added
-   with the pronunciation of the G2P (``stages.text.g2p.phonemize``) in ARPAbet (``aligners.arpabet``).
+   with the pronunciation of the G2P (``ttsprep.stages.step3_text.g2p.phonemize``) in ARPAbet (``ttsprep.aligners.arpabet``).
 2. Two decoding passes over 16 kHz int16 audio: word alignment (``set_align_text``), then phone alignment
    (``set_alignment``) on the words and pauses it found. Phones come back in 10 ms frames.
 3. The decoded ARPAbet phones are paired with the ARPAbet phones of the tokens (one token may stand for
-   several, ``ˈɑːɹ`` = ``AA R``) by ``aligners.sequence.align_sequences``; a token gets the time of its
+   several, ``ˈɑːɹ`` = ``AA R``) by ``ttsprep.aligners.sequence.align_sequences``; a token gets the time of its
    phones, a decoded phone with no token goes to the token before it, and a token with no phone shares the
    time of its neighbour. Punctuation tokens get no time of their own: they sit at the pause (or boundary)
-   after the previous phone, and ``aligners.spans.spans_to_alignment`` hands them the pause.
+   after the previous phone, and ``ttsprep.aligners.spans.spans_to_alignment`` hands them the pause.
 
 The decoder is loaded once per process (``_decoder``) and reused; ``reset_decoder`` starts afresh.
 """
@@ -28,13 +28,13 @@ import scipy.fft
 import soxr
 from pocketsphinx import Decoder
 
-from aligners.arpabet import ARPABET_TO_IPA, ipa_to_arpabet, phone_similarity
-from aligners.base import Alignment, SpeechInput, TokenSpan
-from aligners.sequence import align_sequences
-from aligners.spans import spans_to_alignment
-from stages.errors import AlignmentFailed, InvalidTranscript
-from stages.features import mel_filters
-from stages.text.g2p import PUNCTUATION, phonemize_batch
+from ttsprep.aligners.arpabet import ARPABET_TO_IPA, ipa_to_arpabet, phone_similarity
+from ttsprep.aligners.base import Alignment, SpeechInput, TokenSpan
+from ttsprep.aligners.sequence import align_sequences
+from ttsprep.aligners.spans import spans_to_alignment
+from ttsprep.stages.core.errors import AlignmentFailed, InvalidTranscript
+from ttsprep.stages.step3_text.g2p import PUNCTUATION, phonemize_batch
+from ttsprep.stages.step4_features.extract import mel_filters
 
 #: pocketsphinx's en-us model works on 16 kHz audio.
 MODEL_SAMPLE_RATE = 16000

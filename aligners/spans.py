@@ -1,7 +1,7 @@
 """An audio aligner's token spans to the shard's ``phonemes`` and ``durations``.
 
 Tokens stay the dataset's own: every token of ``SpeechInput.tokens`` appears once, in order, with the
-frames whose centres fall inside its span (``aligners.durations``' frame rule; a token may get 0 frames).
+frames whose centres fall inside its span (``ttsprep.aligners.durations``' frame rule; a token may get 0 frames).
 Pauses the aligner found become ``sil`` tokens, except a pause next to a punctuation token (``,`` ``.``
 ...), which becomes that mark's duration: the mark is where the text says the speaker pauses. The spans
 are first made to tile ``[0, N / sample_rate)``: a gap is a pause, an overlap is cut at the later start.
@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from aligners.base import SILENCE, Alignment, Interval, SpeechInput, TokenSpan
-from aligners.durations import intervals_to_durations
-from stages.errors import AlignmentFailed
-from stages.text.g2p import PUNCTUATION
+from ttsprep.aligners.base import SILENCE, Alignment, Interval, SpeechInput, TokenSpan
+from ttsprep.aligners.durations import intervals_to_durations
+from ttsprep.stages.core.errors import AlignmentFailed
+from ttsprep.stages.core.reasons import Reason
+from ttsprep.stages.step3_text.g2p import PUNCTUATION
 
 #: Pauses shorter than this (seconds) are not pauses: they go to the token before them (or after, at the start).
 MIN_PAUSE_S = 0.02
@@ -30,7 +31,7 @@ def spans_to_alignment(speech: SpeechInput, spans: list[TokenSpan]) -> Alignment
     named = [s.token for s in spans if s.token is not None]
     if named != list(range(len(speech.tokens))):
         raise AlignmentFailed(f"the aligner's spans name tokens {named[:8]}... instead of each of the "
-                              f"{len(speech.tokens)} tokens once, in order", reason="alignment_failed")
+                              f"{len(speech.tokens)} tokens once, in order", reason=Reason.ALIGNMENT_FAILED)
     end_s = speech.samples.size / speech.sample_rate
     labels: list[int | None] = []
     bounds: list[float] = []

@@ -2,15 +2,15 @@
 boundaries of that synthetic speech over to the real recording (the idea of Malfrère & Dutoit 1997 and of
 Praat's ``To TextGrid (align)``), for every language espeak-ng speaks plus Japanese and Mandarin.
 
-1. ``aligners.synthesis_tokens.plan_speech``: espeak's input and the phoneme events each token expects.
-2. ``aligners.espeak_events``: the synthetic waveform and the start sample of every phoneme event.
-3. Needleman-Wunsch (``aligners.sequence``) pairs events with tokens: a token starts at its first paired
+1. ``ttsprep.aligners.synthesis_tokens.plan_speech``: espeak's input and the phoneme events each token expects.
+2. ``ttsprep.aligners.espeak_events``: the synthetic waveform and the start sample of every phoneme event.
+3. Needleman-Wunsch (``ttsprep.aligners.sequence``) pairs events with tokens: a token starts at its first paired
    event; an unpaired pause event is a pause.
-4. ``aligners.synthesis_dtw``: features of both signals on a grid of ``hop_length / 4`` samples at the
+4. ``ttsprep.aligners.synthesis_dtw``: features of both signals on a grid of ``hop_length / 4`` samples at the
    speech's rate, banded two-pass DTW; a synthetic boundary maps to the first real frame paired with it.
    The transcript is refused when the audio is not speech or the match is past ``MAX_MISMATCH``,
    ``MAX_CONTRAST`` or ``MAX_RATIO``.
-5. ``aligners.spans.spans_to_alignment`` makes the durations (pauses become ``sil`` or punctuation).
+5. ``ttsprep.aligners.spans.spans_to_alignment`` makes the durations (pauses become ``sil`` or punctuation).
 """
 
 from __future__ import annotations
@@ -19,16 +19,15 @@ import functools
 import unicodedata
 
 import numpy as np
-from scipy.signal import resample_poly
 
-from aligners import synthesis_dtw
-from aligners.base import Alignment, SpeechInput, TokenSpan
-from aligners.espeak_events import EspeakError, Synthesis, engine
-from aligners.sequence import align_sequences
-from aligners.spans import spans_to_alignment
-from aligners.synthesis_tokens import SpeechPlan, plan_speech
-from stages.errors import AlignmentFailed, InvalidTranscript
-from stages.text.g2p import g2p_engine
+from ttsprep.aligners import synthesis_dtw
+from ttsprep.aligners.base import Alignment, SpeechInput, TokenSpan
+from ttsprep.aligners.espeak_events import EspeakError, Synthesis, engine
+from ttsprep.aligners.sequence import align_sequences
+from ttsprep.aligners.spans import spans_to_alignment
+from ttsprep.aligners.synthesis_tokens import SpeechPlan, plan_speech
+from ttsprep.stages.core.errors import AlignmentFailed, InvalidTranscript
+from ttsprep.stages.step3_text.g2p import g2p_engine
 
 #: Above any of these (``synthesis_dtw.Match``) the transcript is taken not to match the audio. Measured over
 #: every clip of ../shared/corpora with its own transcript (bench/bench_alignment_check.py): mismatch at most
@@ -70,7 +69,12 @@ class SynthesisAligner:
         synth, plan = _synthesize(speech)
         labels, synth_starts = _segments(plan, synth)
         hop = max(1, speech.hop_length // FINE_STEPS_PER_HOP)
-        audio = resample_poly(synth.samples, speech.sample_rate, synth.sample_rate).astype(np.float32)
+        if speech.sample_rate == synth.sample_rate:  # what resample_poly returns then (a copy): espeak-ng's 22.05 kHz
+            audio = np.array(synth.samples, dtype=np.float32)
+        else:
+            from scipy.signal import resample_poly  # here: importing scipy.signal costs a worker ~0.65 CPU-s
+
+            audio = resample_poly(synth.samples, speech.sample_rate, synth.sample_rate).astype(np.float32)
         synth_feats, synth_silent, _ = synthesis_dtw.features(audio, speech.sample_rate, hop)
         real_feats, real_silent, change_db = synthesis_dtw.features(speech.samples, speech.sample_rate, hop)
         path, match = synthesis_dtw.align(synth_feats, real_feats, synth_silent, real_silent)

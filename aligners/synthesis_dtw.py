@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import scipy.fft
 
-from stages.features import mel_filters
+from ttsprep.stages.step4_features.extract import mel_filters
 
 N_MELS = 40
 FLOOR_DB = 60.0

@@ -13,8 +13,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from aligners.espeak_events import engine
-from stages.text.g2p import PUNCTUATION, g2p_engine
+from ttsprep.aligners.espeak_events import engine
+from ttsprep.stages.step3_text.g2p import PUNCTUATION, g2p_engine
 
 JA_VOICE, ZH_VOICE = "ja", "cmn"
 
@@ -57,7 +57,7 @@ class SpeechPlan:
 
 def plan_speech(text: str, tokens: list[str], language: str) -> SpeechPlan:
     """The plan for ``tokens`` of ``language``; raises ``KeyError`` for a token of no table,
-    ``stages.errors.InvalidTranscript`` for a language espeak-ng does not speak."""
+    ``ttsprep.stages.core.errors.InvalidTranscript`` for a language espeak-ng does not speak."""
     voice = g2p_engine(language)
     if voice == "openjtalk":
         return _japanese(tokens)

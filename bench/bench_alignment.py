@@ -1,16 +1,16 @@
 """Benchmark: every built-in aligner against every reference alignment in ``../shared/corpora``.
 
 References (independent of this pipeline): the LJSpeech MFA TextGrids (``ljspeech/alignments``, 19 clips,
-ARPAbet mapped into the G2P's IPA with ``aligners.arpabet``), the CMU ARCTIC slt HTS phone labels
+ARPAbet mapped into the G2P's IPA with ``ttsprep.aligners.arpabet``), the CMU ARCTIC slt HTS phone labels
 (``arctic_a0009``) and the JSUT Julius label (``BASIC5000_0001``, OpenJTalk phones, the pipeline's own ja
 set). The VCTK label is left out: it does not match the 0.92 audio (its SOURCE.md).
 
 Each clip is read at the pipeline's rate (22.05 kHz, hop 256) without trimming, so the reference times
 apply as they are; its transcript goes through the pipeline's text front-end and every aligner of
-``stages.alignment.auto_aligners`` that supports its language aligns the tokens. A boundary is a phone's
-onset as the written durations give it (``aligners.durations.token_edges_s``: within half a frame, 5.8 ms,
+``ttsprep.stages.step5_durations.alignment.auto_aligners`` that supports its language aligns the tokens. A boundary is a phone's
+onset as the written durations give it (``ttsprep.aligners.durations.token_edges_s``: within half a frame, 5.8 ms,
 of the aligner's own time). Our phones (no ``sil``, no punctuation) are paired with the reference's
-non-silent phones by ``aligners.sequence.align_sequences``; each paired onset gives one error. The
+non-silent phones by ``ttsprep.aligners.sequence.align_sequences``; each paired onset gives one error. The
 uniform baseline spreads the tokens evenly over the speech the pipeline's trimming keeps.
 
 Reported per corpus and method: clips aligned / failed, boundaries compared, median and mean absolute
@@ -36,21 +36,20 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aligners.arpabet import arpabet_to_ipa  # noqa: E402
-from aligners.base import SILENCE, SpeechInput  # noqa: E402
-from aligners.durations import token_edges_s  # noqa: E402
-from aligners.sequence import align_sequences  # noqa: E402
-from aligners.textgrid import read_tier  # noqa: E402
-from stages.alignment import auto_aligners  # noqa: E402
-from stages.audio_io import load_audio  # noqa: E402
-from stages.conditioning import condition_audio  # noqa: E402
-from stages.config import AudioConfig  # noqa: E402
-from stages.errors import AlignmentFailed  # noqa: E402
-from stages.frames import num_frames_for  # noqa: E402
-from stages.text import normalize_text, phonemize  # noqa: E402
-from stages.text.g2p import PUNCTUATION  # noqa: E402
+from ttsprep.aligners.arpabet import arpabet_to_ipa  # noqa: E402
+from ttsprep.aligners.base import SILENCE, SpeechInput  # noqa: E402
+from ttsprep.aligners.durations import token_edges_s  # noqa: E402
+from ttsprep.aligners.sequence import align_sequences  # noqa: E402
+from ttsprep.aligners.textgrid import read_tier  # noqa: E402
+from ttsprep.stages.core.audio_io import load_audio  # noqa: E402
+from ttsprep.stages.core.config import AudioConfig  # noqa: E402
+from ttsprep.stages.core.errors import AlignmentFailed  # noqa: E402
+from ttsprep.stages.core.frames import num_frames_for  # noqa: E402
+from ttsprep.stages.step2_audio.conditioning import condition_audio  # noqa: E402
+from ttsprep.stages.step3_text import normalize_text, phonemize  # noqa: E402
+from ttsprep.stages.step3_text.g2p import PUNCTUATION  # noqa: E402
+from ttsprep.stages.step5_durations.alignment import auto_aligners  # noqa: E402
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SAMPLE_RATE, HOP_LENGTH = 22050, 256

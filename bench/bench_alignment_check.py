@@ -1,7 +1,7 @@
 """Benchmark: does the synthesis aligner's transcript check (``SynthesisAligner._check``) tell matched
 transcript/audio pairs from mismatched ones, over every clip in ``../shared/corpora``?
 
-Each dataset of ``datasets.yaml`` is ingested; each clip is read at 22.05 kHz (``stages.audio_io.load_audio``,
+Each dataset of ``datasets.yaml`` is ingested; each clip is read at 22.05 kHz (``ttsprep.stages.core.audio_io.load_audio``,
 no trimming) and its transcript goes through the pipeline's text front-end (``normalize_text``,
 ``phonemize``). Pairs: every clip with its own transcript (``match``); with ``--wrong`` other clips'
 transcripts of the same language (``wrong``); every ``--every``-th clip's transcript spoken by tone bursts
@@ -21,23 +21,21 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from scipy.signal import resample_poly  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from aligners import synthesis_aligner as sa  # noqa: E402
-from aligners import synthesis_dtw  # noqa: E402
-from aligners.base import SpeechInput  # noqa: E402
-from stages.audio_io import load_audio  # noqa: E402
-from stages.config import load_project  # noqa: E402
-from stages.ingest import ingest_dataset  # noqa: E402
-from stages.text.g2p import phonemize  # noqa: E402
-from stages.text.normalize import base_language, normalize_text  # noqa: E402
+from ttsprep.aligners import synthesis_aligner as sa  # noqa: E402
+from ttsprep.aligners import synthesis_dtw  # noqa: E402
+from ttsprep.aligners.base import SpeechInput  # noqa: E402
+from ttsprep.stages.core.audio_io import load_audio  # noqa: E402
+from ttsprep.stages.step1_ingest.ingest import ingest_dataset  # noqa: E402
+from ttsprep.stages.step1_ingest.project import load_project  # noqa: E402
+from ttsprep.stages.step3_text.g2p import phonemize  # noqa: E402
+from ttsprep.stages.step3_text.normalize import base_language, normalize_text  # noqa: E402
 
 SR, HOP = 22050, 256
 KINDS = ("match", "wrong", "tones", "noise")

@@ -1,8 +1,8 @@
 """Benchmark: the shard stage on a Dask cluster of 1 vs 2 workers (prefect-dask), with the CPU load beside it.
 
 Set-up: a corpus of espeak-ng clips in LJSpeech layout, ``--shards`` x ``--per-shard`` utterances (every shard
-the same amount of work); a ``prefect server`` on 127.0.0.1; a ``dask scheduler`` and 1 or 2 ``dask worker``
-processes (1 thread each, ``pipelines.tasks`` preloaded) on 127.0.0.1. Each repeat starts a cluster per
+the same amount of work); the local Prefect server ``ttsprep`` runs (``prefect_api.ensure_local_server``); a Dask
+``LocalCluster`` of 1 or 2 worker processes (1 thread each, ``ttsprep.pipelines.tasks`` preloaded). Each repeat starts a cluster per
 size (sizes alternate, so drifting background load hits both alike), warms it up with a run over 8
 one-clip shards (a worker's first shard costs ~10 s more: Prefect's task engine, librosa's lazy imports,
 numba; the warm-up checks that every worker ran one), then runs ``ttsprep run --dask-address`` once, into
@@ -12,7 +12,7 @@ What is timed is what Prefect recorded on the server, so CLI start-up, ingest an
 both sizes) are left out:
 
 * shard stage: the ``shards`` subflow run, start to end (Dask connection, submission, every shard task);
-* task span: first ``process-shard`` task start to last task end (the parallel section alone).
+* task span: first shard task (``bench/part-NNNNN``) start to last task end (the parallel section alone).
 
 Speed-up = median over repeats of 1-worker time / 2-worker time. CPU load over the task span, sampled every
 0.5 s: the busy cores of the machine (``/proc/stat``) and the CPU seconds of the Dask worker processes
@@ -27,6 +27,7 @@ only on how many cores the workers get.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -35,20 +36,77 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
+import httpx
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from stages.demo_corpus import ENGLISH_PROMPTS  # noqa: E402
-from tests.pipelines.services import (api_post, dask_cluster, eventually, prefect_server, run_ttsprep,  # noqa: E402
-                                      service_env)
+from ttsprep.pipelines.prefect_api import ensure_local_server, stop_local, wait_for_server
+from ttsprep.stages.step1_ingest.demo_corpus import ENGLISH_PROMPTS
 
 WORDS_PER_MINUTE = (140, 160, 180)
 
+
+
+# --- the services: the local Prefect server ttsprep runs, a LocalCluster of single-threaded worker processes ---
+
+def api_post(api_url: str, path: str, body: dict | None = None) -> list[dict]:
+    """``POST {api_url}/{path}`` with a JSON filter ``body``."""
+    response = httpx.post(f"{api_url}/{path}", json=body or {}, timeout=10.0)
+    response.raise_for_status()
+    return response.json()
+
+
+def eventually(fetch, done, *, timeout_s: float = 30.0) -> list[dict]:
+    """``fetch()`` until ``done`` holds (the server records task runs from events, shortly after a run)."""
+    deadline = time.monotonic() + timeout_s
+    while not done(rows := fetch()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return rows
+
+
+def run_ttsprep(args: list[str], env: dict[str, str]) -> dict[str, dict]:
+    """``ttsprep ARGS``; the counts it prints per dataset (``name: {json}`` lines)."""
+    done = subprocess.run([str(Path(sys.executable).parent / "ttsprep"), *args], env=env, capture_output=True,
+                          text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"ttsprep {' '.join(args)} exited with {done.returncode}:\n{done.stderr[-4000:]}")
+    return {line.split(": ", 1)[0]: json.loads(line.split(": ", 1)[1]) for line in done.stdout.splitlines()
+            if ": {" in line}
+
+
+@contextmanager
+def prefect_server(home: Path) -> Iterator[str]:
+    """The local Prefect server ``ttsprep run`` starts (``PREFECT_HOME`` ``home``), stopped on exit."""
+    home.mkdir(parents=True, exist_ok=True)
+    state, _ = ensure_local_server(home)
+    try:
+        if not wait_for_server(state):
+            raise RuntimeError(f"the Prefect server did not answer; its log: {state['log']}")
+        yield state["url"]
+    finally:
+        stop_local(home)
+
+
+@contextmanager
+def dask_cluster(num_workers: int, api_url: str) -> Iterator[str]:
+    """``num_workers`` Dask worker processes of one thread each (``ttsprep.pipelines.tasks`` preloaded), which
+    record their task runs with the server at ``api_url``; yields the scheduler's address."""
+    from distributed import LocalCluster
+
+    os.environ["PREFECT_API_URL"] = api_url  # the worker processes start with this environment
+    with LocalCluster(n_workers=num_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                      preload=["ttsprep.pipelines.tasks"]) as cluster:
+        yield cluster.scheduler_address
+
+
+def client_env(api_url: str) -> dict[str, str]:
+    """The environment of the ``ttsprep`` commands: this one, with the server's API."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}, "PREFECT_API_URL": api_url}
 
 def write_config(root: Path, num_clips: int, per_shard: int) -> Path:
     """``root/datasets.yaml`` for dataset ``bench``: ``num_clips`` espeak-ng clips, ``per_shard`` per shard."""
@@ -145,7 +203,7 @@ def measure(api_url: str, address: str, workers: int, config: Path, out: Path, e
     stage = api_post(api_url, "flow_runs/filter", {"flows": {"name": {"any_": ["shards"]}},
                                                    "sort": "START_TIME_DESC", "limit": 1})[0]
     tasks = eventually(lambda: api_post(api_url, "task_runs/filter", {
-        "flow_runs": {"id": {"any_": [stage["id"]]}}, "task_runs": {"name": {"like_": "process-shard"}}}),
+        "flow_runs": {"id": {"any_": [stage["id"]]}}, "task_runs": {"name": {"like_": "bench/part-"}}}),
         lambda rows: len(rows) == num_shards and all(row["end_time"] for row in rows))
     span_start_s = min(_utc_s(t["start_time"]) for t in tasks)
     span_end_s = max(_utc_s(t["end_time"]) for t in tasks)
@@ -176,10 +234,10 @@ def main() -> None:
               f"load before: {psutil.getloadavg()[0]:.2f}", flush=True)
         results: list[Measurement] = []
         with prefect_server(root / "server-home") as api_url:
-            env = service_env(root / "client-home", api_url)
+            env = client_env(api_url)
             for repeat in range(args.repeats):
                 for workers in (1, 2):
-                    with dask_cluster(workers, service_env(root / "worker-home"), root / f"dask-{workers}") as address:
+                    with dask_cluster(workers, api_url) as address:
                         warm_up(address, warm_up_config, root / f"warm-{repeat}-{workers}", env)
                         result = measure(api_url, address, workers, config, root / f"out-{repeat}-{workers}", env,
                                          args.shards)

@@ -46,14 +46,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages import features  # noqa: E402
-from stages.audio_io import load_audio  # noqa: E402
-from stages.conditioning import condition_audio  # noqa: E402
-from stages.config import DenoiseConfig, StageConfig  # noqa: E402
-from stages.errors import TtsprepError  # noqa: E402
-from stages.signal_quality import estimate_snr_db  # noqa: E402
+from ttsprep.stages.core.audio_io import load_audio  # noqa: E402
+from ttsprep.stages.core.config import DenoiseConfig, StageConfig  # noqa: E402
+from ttsprep.stages.core.errors import TtsprepError  # noqa: E402
+from ttsprep.stages.step2_audio.conditioning import condition_audio  # noqa: E402
+from ttsprep.stages.step2_audio.signal_quality import estimate_snr_db  # noqa: E402
+from ttsprep.stages.step4_features import extract as features  # noqa: E402
 
 DEFAULT_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus"}

@@ -2,7 +2,7 @@
 
 Every clip of every dataset in ``datasets.yaml`` (the samples in ``../shared/corpora``) goes through what
 ``process_shard`` does for its acoustic columns: ingest and plan into a temporary folder, then per shard
-``stages.process.acoustic_rows`` (decode, conditioning, denoising, the F0 first pass of every utterance, the
+``ttsprep.stages.step6_shards.acoustic_row.acoustic_rows`` (decode, conditioning, denoising, the F0 first pass of every utterance, the
 speaker ranges, the final F0). Each row's own audio (the FLAC it stores) is analysed by RAPT (``pysptk.rapt``,
 hop 256 at 22.05 kHz, 60-500 Hz; independent of our trackers) and compared frame by frame:
 
@@ -32,7 +32,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import io  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -47,15 +46,14 @@ with warnings.catch_warnings():
     import pysptk  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from pipelines import prepare  # noqa: E402
-from stages import process  # noqa: E402
-from stages.config import load_project  # noqa: E402
-from stages.frames import num_frames_for  # noqa: E402
-from stages.layout import DatasetLayout  # noqa: E402
-from stages.pitch import extract_f0  # noqa: E402
-from stages.shard_state import read_utterances  # noqa: E402
+from ttsprep.stages.core.frames import num_frames_for  # noqa: E402
+from ttsprep.stages.core.layout import DatasetLayout  # noqa: E402
+from ttsprep.stages.step1_ingest.plan import ingest_and_plan  # noqa: E402
+from ttsprep.stages.step1_ingest.project import load_project  # noqa: E402
+from ttsprep.stages.step4_features import acoustic_row  # noqa: E402
+from ttsprep.stages.step4_features.pitch import extract_f0  # noqa: E402
+from ttsprep.stages.step6_shards.shard_state import read_utterances  # noqa: E402
 
 CONFIG = REPO_ROOT / "datasets.yaml"
 SHARED_CORPORA = REPO_ROOT.parent / "shared" / "corpora"
@@ -95,7 +93,7 @@ def prepared_shards(out: Path, only: list[str] | None = None) -> list[tuple[str,
     for dataset in load_project(CONFIG).datasets:
         if only and dataset.name not in only:
             continue
-        summary = prepare.ingest_and_plan(str(CONFIG), dataset.name, str(out))
+        summary = ingest_and_plan(dataset, out)
         layout = DatasetLayout(out, dataset.name)
         for name, _ in summary.shards:
             shards.append((dataset.name, dataset.config, read_utterances(layout.shard_inputs(name))))
@@ -109,7 +107,7 @@ def run_variant(shards: list, changes: dict) -> tuple[dict[str, np.ndarray], flo
     for dataset, config, utterances in shards:
         variant = config.model_copy(update={"features": config.features.model_copy(update=changes)})
         start = time.process_time()
-        rows, _ = process.acoustic_rows(utterances, variant)
+        rows, _ = acoustic_row.acoustic_rows(utterances, variant)
         cpu += time.process_time() - start
         features = variant.features
         for utt in utterances:
@@ -133,7 +131,7 @@ def warm_up() -> None:
 def no_pitch_cpu(shards: list) -> float:
     start = time.process_time()
     for _, config, utterances in shards:
-        process.acoustic_rows(utterances, config.model_copy(
+        acoustic_row.acoustic_rows(utterances, config.model_copy(
             update={"features": config.features.model_copy(update={"f0_method": "none"})}))
     return time.process_time() - start
 

@@ -33,9 +33,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.make_load_corpus import write_load_corpus  # noqa: E402
+from make_load_corpus import write_load_corpus  # noqa: E402  (bench/ is the script's folder)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET = "load"
@@ -129,8 +128,8 @@ def run_size(corpus: Path, size: int, out_root: Path, workers: int, sample_s: fl
     config.write_text(f"datasets:\n  - name: {DATASET}\n    importer: manifest\n    root: {corpus.resolve()}\n"
                       f"    file: {manifest.name}\n    language: en\n", encoding="utf-8")
     env = {**os.environ, "PREFECT_HOME": str(out_root / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "TTSPREP_PROGRESS": "0"}
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--out", str(work / "out"),
+           "TTSPREP_PROGRESS": "0", "TTSPREP_SERVER": "embedded"}  # a server per run, measured with it
+    command = [sys.executable, "-m", "ttsprep.pipelines.cli", "run", "--config", str(config), "--out", str(work / "out"),
                "--workers", str(workers)]
     cpu_before = _cpu_seconds_of_children()
     load_before = os.getloadavg()[0]

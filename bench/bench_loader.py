@@ -44,11 +44,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from stages.atomic import leaf_paths, write_parquet
-from stages.schema import shard_schema
-from train.collate import Collate
-from train.dataset import DEFAULT_FEATURES, ShardBatches, ShardDataset, shard_columns
-from train.shards import load_shard_set, load_symbol_maps, open_shard
+from ttsprep.stages.core.atomic import leaf_paths, write_parquet
+from ttsprep.stages.core.schema import shard_schema
+from ttsprep.train.collate import Collate
+from ttsprep.train.dataset import DEFAULT_FEATURES, ShardBatches, ShardDataset, shard_columns
+from ttsprep.train.shards import load_shard_set, load_symbol_maps, open_shard
 
 SAMPLE_RATE, HOP_LENGTH, N_MELS = 22050, 256, 80
 PHONES = ["h", "ə", "l", "oʊ", "w", "ɜː", "d", "ð", "ɪ", "s", "t", "n", "k", "æ", "ɹ", "m", ","]

@@ -1,4 +1,4 @@
-"""Benchmark: end-to-end x realtime per CPU core of one shard through ``stages.process.process_shard``.
+"""Benchmark: end-to-end x realtime per CPU core of one shard through ``ttsprep.stages.step6_shards.process.process_shard``.
 
 The whole per-utterance path runs as the shard task runs it, without Prefect: text front-end, decode,
 signal filters, conditioning (trim, pause split, loudness), features (denoise, STFT, mel, F0, energy),
@@ -48,18 +48,25 @@ from typing import Any, Callable, Iterator  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
-from bench.make_load_corpus import write_load_corpus  # noqa: E402
-from stages import alignment, conditioning, features, pitch, process, text_stage  # noqa: E402
-from stages.atomic import rows_to_table, write_parquet  # noqa: E402
-from stages.audio_io import load_audio  # noqa: E402
-from stages.config import StageConfig, build_project  # noqa: E402
-from stages.ingest import ingest_dataset  # noqa: E402
-from stages.layout import DatasetLayout  # noqa: E402
-from stages.records import Utterance  # noqa: E402
-from stages.schema import MANIFEST_SCHEMA  # noqa: E402
-from stages.stats import RunningStats  # noqa: E402
+from make_load_corpus import write_load_corpus  # noqa: E402  (bench/ is the script's folder)
+from ttsprep.stages.core.atomic import rows_to_table, write_parquet  # noqa: E402
+from ttsprep.stages.core.audio_io import load_audio  # noqa: E402
+from ttsprep.stages.core.config import StageConfig  # noqa: E402
+from ttsprep.stages.core.layout import DatasetLayout  # noqa: E402
+from ttsprep.stages.core.records import Utterance  # noqa: E402
+from ttsprep.stages.core.schema import MANIFEST_SCHEMA  # noqa: E402
+from ttsprep.stages.step1_ingest.ingest import ingest_dataset  # noqa: E402
+from ttsprep.stages.step1_ingest.project import build_project  # noqa: E402
+from ttsprep.stages.step2_audio import conditioning
+from ttsprep.stages.step3_text import front_end as text_stage  # noqa: E402
+from ttsprep.stages.step4_features import acoustic_row
+from ttsprep.stages.step4_features import extract as features
+from ttsprep.stages.step4_features import speaker_embedding
+from ttsprep.stages.step4_features import pitch
+from ttsprep.stages.step5_durations import alignment
+from ttsprep.stages.step6_shards import process, writer
+from ttsprep.stages.step6_shards.stats import RunningStats  # noqa: E402
 
 SHARED_CORPORA = REPO_ROOT.parent / "shared" / "corpora"
 CV_RELEASE = SHARED_CORPORA / "common_voice" / "cv-corpus-6.1-2020-12-11"
@@ -75,6 +82,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # Harvest over the whole configured range, 71-800 Hz
     "harvest-configured-range": {"features": {"f0_method": "harvest", "harvest_range": "configured"}},
     "no-pitch-no-denoise": {"features": {"f0_method": "none"}, "audio": {"denoise": {"method": "none"}}},
+    # issue 17's comparison with Lhotse's fbank export: no pitch, denoising, text or durations
+    "features-only": {"features": {"f0_method": "none"}, "audio": {"denoise": {"method": "none"}},
+                      "text": {"enabled": False}, "align": {"method": "none"}},
+    # the GE2E speaker embedding (needs torch and resemblyzer's weights), with and without durations
+    "dio-speaker-embedding": {"features": {"speaker_embedding": True}},
+    "dio-no-align-speaker-embedding": {"align": {"method": "none"}, "features": {"speaker_embedding": True}},
 }
 SLOW_VARIANTS = frozenset({"harvest", "harvest-configured-range"})
 
@@ -83,14 +96,14 @@ TIMED_FUNCTIONS: tuple[tuple[Any, str, str], ...] = (
     (process, "read_utterances", "read shard inputs"),
     (process, "acoustic_key", "cache keys"),
     (text_stage, "front_end", "text front-end"),
-    (process, "load_audio", "decode + resample"),
-    (process, "clipping_fraction", "signal quality (clipping, snr)"),
-    (process, "estimate_snr_db", "signal quality (clipping, snr)"),
-    (process, "condition_audio", "condition: dc, high-pass"),
+    (acoustic_row, "load_audio", "decode + resample"),
+    (acoustic_row, "clipping_fraction", "signal quality (clipping, snr)"),
+    (acoustic_row, "estimate_snr_db", "signal quality (clipping, snr)"),
+    (acoustic_row, "condition_audio", "condition: dc, high-pass"),
     (conditioning, "trim_silence", "condition: trim"),
     (conditioning, "split_at_pauses", "condition: pause split"),
     (conditioning, "normalize_loudness", "condition: loudness"),
-    (process, "extract_features", "features: rest"),
+    (acoustic_row, "extract_features", "features: rest"),
     (features, "denoise_with_noisereduce", "features: noisereduce"),
     (features, "stft", "features: stft"),
     (features, "spectral_gate", "features: gate mask"),
@@ -99,13 +112,15 @@ TIMED_FUNCTIONS: tuple[tuple[Any, str, str], ...] = (
     (features, "first_pass", "features: pitch"),
     (features, "extract_f0", "features: pitch"),
     (pitch, "final_pass", "features: pitch"),
-    (process, "encode_flac", "flac encode"),
+    (acoustic_row, "encode_flac", "flac encode"),
+    (speaker_embedding, "encoder_input", "speaker embedding: resample, vad, mel"),
+    (speaker_embedding.SpeakerEncoder, "embed_mels", "speaker embedding: encoder"),
     (alignment, "align_auto", "align (auto)"),
     (process, "finish_row", "align, prosody, invariants"),
     (RunningStats, "add", "statistics: add"),
     (RunningStats, "save", "statistics: save (per shard)"),
     (process, "rows_to_table", "arrow table build"),
-    (process, "write_parquet", "parquet write (+ per-shard files)"),
+    (writer, "write_parquet", "parquet write (+ per-shard files)"),
 )
 
 

@@ -1,4 +1,4 @@
-"""Benchmark: x realtime of ``stages.silence.detect_nonsilent_ms`` against ``pydub.silence.detect_nonsilent``.
+"""Benchmark: x realtime of ``ttsprep.stages.step2_audio.silence.detect_nonsilent_ms`` against ``pydub.silence.detect_nonsilent``.
 
 Both see the same 16-bit PCM of real LJSpeech clips (decoding excluded); the numpy detector is also timed on
 float32 input (what ``load_audio`` returns, converted to PCM inside). x realtime = audio seconds per CPU
@@ -25,7 +25,7 @@ import soundfile as sf  # noqa: E402
 from pydub import AudioSegment  # noqa: E402
 from pydub.silence import detect_nonsilent  # noqa: E402
 
-from stages.silence import clip_dbfs, detect_nonsilent_ms  # noqa: E402
+from ttsprep.stages.step2_audio.silence import clip_dbfs, detect_nonsilent_ms  # noqa: E402
 
 DEFAULT_WAVS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "ljspeech" / "LJSpeech-1.1" / "wavs"
 

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from praatio import textgrid
 
-from models.tacotron2 import Tacotron2Config
-from stages.config import AlignConfig
-from stages.frames import pad_to_multiple
-from train.tacotron2_trainer import TrainConfig, extract_durations, train_tacotron2
+from ttsprep.models.tacotron2 import Tacotron2Config
+from ttsprep.stages.core.config import AlignConfig
+from ttsprep.stages.core.frames import pad_to_multiple
+from ttsprep.train.tacotron2_trainer import TrainConfig, extract_durations, train_tacotron2
 
 SAMPLE_RATE, HOP_LENGTH, N_MELS = 22050, 256, 80
 WORD = re.compile(r"[a-z']+")

@@ -1,7 +1,7 @@
 """Tacotron 2 (Shen et al., 2018) for teacher-forced alignment, with a reduction factor and guided attention.
 
 Only what an aligner needs: a teacher-forced forward pass whose attention matrix gives token durations
-(``aligners.attention_durations``), and the training loss. Shapes use B = batch, N = tokens, T = mel frames,
+(``ttsprep.aligners.attention_durations``), and the training loss. Shapes use B = batch, N = tokens, T = mel frames,
 r = reduction factor (frames emitted per decoder step) and T_dec = T / r decoder steps.
 
 Architecture (sizes in ``Tacotron2Config``):

@@ -19,16 +19,17 @@ import numpy as np
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 
-from pipelines import prepare, progress
-from pipelines.flows import finalize_changed
-from pipelines.tasks import TASK_OPTIONS
-from stages.config import Dataset, load_project
-from stages.errors import ConfigError, TtsprepError
-from stages.layout import DatasetLayout
-from stages.tacotron_durations import (add_shard_durations, aligned_summary, aligner_maps, check_ready,
-                                       checkpoint_digest, train_on_shards)
-from train.shards import load_shard_set, load_symbol_maps
-from train.tacotron2_trainer import load_tacotron2, resolve_device
+from ttsprep.pipelines import progress
+from ttsprep.pipelines.flows import finalize_changed
+from ttsprep.pipelines.tasks import TASK_OPTIONS
+from ttsprep.stages.core.errors import ConfigError, TtsprepError
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.core.reasons import Reason
+from ttsprep.stages.step1_ingest.project import Dataset, load_project
+from ttsprep.stages.step7_finalize.tacotron_durations import (add_shard_durations, aligned_summary, aligner_maps,
+                                                              check_ready, checkpoint_digest, train_on_shards)
+from ttsprep.train.shards import load_shard_set, load_symbol_maps
+from ttsprep.train.tacotron2_trainer import load_tacotron2, resolve_device
 
 #: The aligner's folder under the output directory (not a dataset name: those have no dashes).
 ALIGNER_DIR = "tacotron2-aligner"
@@ -93,13 +94,12 @@ def train_task(roots: list[str], out_dir: str, steps: int, batch_size: int, devi
 
 
 @task(name="add-durations", **TASK_OPTIONS)
-def durations_task(config_path: str, out_dir: str, dataset: str, shard: str, checkpoint: str, digest: str,
-                   device: str, batch_size: int) -> dict:
-    loaded = prepare.load_dataset(config_path, dataset)
-    layout = DatasetLayout(Path(out_dir), dataset)
+def durations_task(dataset: Dataset, out_dir: str, shard: str, checkpoint: str, digest: str, device: str,
+                   batch_size: int) -> dict:
+    layout = DatasetLayout(Path(out_dir), dataset.name)
     maps = aligner_maps(load_symbol_maps(load_shard_set(str(layout.root))), aligner_dir(out_dir))
     model = load_tacotron2(Path(checkpoint), resolve_device(device))
-    return add_shard_durations(layout, shard, model, maps, loaded.config, digest, batch_size=batch_size).to_json()
+    return add_shard_durations(layout, shard, model, maps, dataset.config, digest, batch_size=batch_size).to_json()
 
 
 @flow(name="extract-durations")
@@ -114,14 +114,14 @@ def extract_durations_flow(config_path: str, out_dir: str, datasets: list[str] |
     chosen = aligner_datasets(config_path, out_dir, datasets)
     checkpoint_path = Path(checkpoint) if checkpoint else latest_checkpoint(out_dir)
     digest = checkpoint_digest(checkpoint_path)
-    work: list[tuple[str, str]] = []
+    work: list[tuple[Dataset, str]] = []
     table: list[dict] = []
     for dataset, index in chosen:
         layout = DatasetLayout(Path(out_dir), dataset.name)
         for shard in (Path(s["path"]).stem for s in index["shards"]):
             done = aligned_summary(layout, shard, digest)
             if done is None:
-                work.append((dataset.name, shard))
+                work.append((dataset, shard))
             else:
                 table.append({"dataset": dataset.name, **done.to_json()})
     logger.info("%s: %d shards to align, %d already aligned with it", checkpoint_path.name, len(work), len(table))
@@ -129,24 +129,24 @@ def extract_durations_flow(config_path: str, out_dir: str, datasets: list[str] |
     failed: list[str] = []
     with progress.bar(total=len(work), desc="durations", unit="shard") as bar:
         for done_count, (dataset, shard) in enumerate(work, start=1):
-            state = durations_task(config_path, out_dir, dataset, shard, str(checkpoint_path), digest, device,
-                                   batch_size, return_state=True)
+            state = durations_task(dataset, out_dir, shard, str(checkpoint_path), digest, device, batch_size,
+                                   return_state=True)
             if state.is_completed():
-                table.append({"dataset": dataset, **state.result()})
+                table.append({"dataset": dataset.name, **state.result()})
             else:
-                failed.append(f"{dataset}/{shard}")
-                logger.error("%s/%s failed: %s", dataset, shard, state.message)
+                failed.append(f"{dataset.name}/{shard}")
+                logger.error("%s/%s failed: %s", dataset.name, shard, state.message)
             bar.update(1)
             update_progress_artifact(artifact, progress=100.0 * done_count / len(work))
     create_table_artifact(key="aligner-shards", table=table or [{"dataset": "(none)"}],
                           description=f"durations of {checkpoint_path.name}: rows kept and rejected per shard, "
                                       "median attention focus rate and diagonality")
-    indexes = finalize_changed(config_path, out_dir,
+    indexes = finalize_changed([dataset for dataset, _ in chosen], out_dir,
                                {dataset.name: index["counts"]["inputs"] for dataset, index in chosen})
     counts = {name: index["counts"] for name, index in indexes.items()}
     if failed:
         raise TtsprepError(f"{len(failed)} shard(s) failed, their rows keep no durations: {', '.join(failed)}; "
-                           "run again to retry them", reason="shard_failed")
+                           "run again to retry them", reason=Reason.SHARD_FAILED)
     return counts
 
 

@@ -15,15 +15,17 @@ import socket
 from pathlib import Path
 from typing import Iterator
 
-from stages.errors import ConfigError
+from ttsprep.pipelines import notify
+from ttsprep.stages.core.errors import ConfigError
 
 LOCK_NAME = ".ttsprep.lock"
 _HELD: dict[Path, int] = {}  # output directory (resolved) -> nesting depth, in this process
 
 
 @contextlib.contextmanager
-def output_lock(out_dir: Path) -> Iterator[None]:
-    """Hold the lock for ``out_dir`` (created if missing) or raise ``ConfigError`` naming the holder."""
+def output_lock(out_dir: Path, *, notify_refusal: bool = True) -> Iterator[None]:
+    """Hold the lock for ``out_dir`` (created if missing) or raise ``ConfigError`` naming the holder (and
+    send a ``Refused`` notification unless ``notify_refusal`` is False)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     key = out_dir.resolve()
@@ -40,8 +42,11 @@ def output_lock(out_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise ConfigError(f"{out_dir} is locked: in use by another ttsprep run ({holder}); wait for it to "
-                              f"finish or choose another --out") from None
+            message = (f"{out_dir} is locked: in use by another ttsprep run ({holder}); wait for it to finish "
+                       f"or choose another --out")
+            if notify_refusal:
+                notify.send("ttsprep-run", "Refused", message, run={"out_dir": str(out_dir)})
+            raise ConfigError(message) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()}")

@@ -1,4 +1,4 @@
-"""Thin Prefect tasks over ``pipelines.prepare`` and the pure stages: paths and small stats in and out.
+"""Thin Prefect tasks over the pure stages: a validated ``Dataset`` and paths in, small stats out.
 
 Caching is our own (each shard's key covers inputs, config, code and tool versions, and the shard's
 summary file records it), so Prefect's result persistence is off.
@@ -6,64 +6,60 @@ summary file records it), so Prefect's result persistence is off.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NONE
 
-from pipelines import prepare
-from stages.finalize import finalize_dataset
-from stages.layout import DatasetLayout
-from stages.report import write_report
+from ttsprep.pipelines import shard_pool
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.step1_ingest.plan import IngestSummary, ingest_and_plan
+from ttsprep.stages.step1_ingest.project import Dataset
+from ttsprep.stages.step5_durations.mfa_corpus import align_with_mfa
+from ttsprep.stages.step7_finalize.finalize import finalize_dataset
+from ttsprep.stages.step7_finalize.report import write_report
+from ttsprep.stages.step7_finalize.speaker_check import check_speakers
 
 TASK_OPTIONS = {"cache_policy": NONE, "persist_result": False}
 
 
-def single_threaded_numerics() -> None:
-    """Process-pool initializer: one BLAS/OpenMP thread per worker process, so workers don't oversubscribe.
-
-    (``process_shard`` also limits the thread pools already loaded, for bit-identical output.)
-    """
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-        os.environ[variable] = "1"
+# No tags on the tasks every run makes: a tagged task run asks the server for a concurrency slot per tag
+# (a write transaction; 0.1 s, stalls of 2.3 s seen on SQLite), even where no tag limit exists.
+@task(name="ingest", **TASK_OPTIONS)
+def ingest_task(dataset: Dataset, out_dir: str) -> IngestSummary:
+    return ingest_and_plan(dataset, Path(out_dir))
 
 
-@task(name="ingest", tags=["io"], **TASK_OPTIONS)
-def ingest_task(config_path: str, dataset: str, out_dir: str) -> prepare.IngestSummary:
-    return prepare.ingest_and_plan(config_path, dataset, out_dir)
-
-
-@task(name="process-shard", tags=["cpu"], retries=1, **TASK_OPTIONS)
-def process_shard_task(config_path: str, dataset: str, out_dir: str, shard: str, key: str) -> dict:
-    from stages.process import process_shard  # the signal-processing stack: in the workers, not the flow's process
-
-    single_threaded_numerics()
-    loaded = prepare.load_dataset(config_path, dataset)
-    summary = process_shard(DatasetLayout(Path(out_dir), dataset), shard, key, loaded.config,
-                                          textgrid_dir=prepare.textgrid_dir(loaded, out_dir))
-    return summary.to_json()
+@task(name="process-shard", retries=1, **TASK_OPTIONS)
+def process_shard_task(dataset: Dataset, out_dir: str, shard: str, key: str) -> dict:
+    """In the local shard pool's worker processes (``shard_pool``), or here on a Dask worker."""
+    if (pool := shard_pool.current()) is not None:
+        return pool.run(shard_pool.run_shard, dataset, out_dir, shard, key)
+    return shard_pool.run_shard(dataset, out_dir, shard, key)
 
 
 @task(name="mfa-align", tags=["cpu"], **TASK_OPTIONS)
-def mfa_task(config_path: str, dataset: str, out_dir: str, jobs: int) -> str:
-    return prepare.align_with_mfa(config_path, dataset, out_dir, jobs)
+def mfa_task(dataset: Dataset, out_dir: str, jobs: int) -> str:
+    return str(align_with_mfa(dataset, Path(out_dir), jobs))
+
+
+@task(name="speaker-check", tags=["cpu"], **TASK_OPTIONS)
+def speaker_check_task(dataset: Dataset, out_dir: str) -> dict:
+    return check_speakers(DatasetLayout(Path(out_dir), dataset.name), dataset.config).to_json()
 
 
 @task(name="finalize", **TASK_OPTIONS)
-def finalize_task(config_path: str, dataset: str, out_dir: str, num_inputs: int) -> dict:
-    loaded = prepare.load_dataset(config_path, dataset)
-    layout = DatasetLayout(Path(out_dir), dataset)
-    return finalize_dataset(layout, loaded.config, prepare.plan_specs(out_dir, dataset), num_inputs=num_inputs,
-                            extra_reject_parts=[layout.ingest_rejects])
+def finalize_task(dataset: Dataset, out_dir: str, num_inputs: int) -> dict:
+    return finalize_dataset(DatasetLayout(Path(out_dir), dataset.name), dataset.config, num_inputs=num_inputs)
 
 
 @task(name="vc-pairs", **TASK_OPTIONS)
-def pairs_task(config_path: str, dataset: str, out_dir: str) -> int:
-    from stages.vc_pairs import write_pairs  # DTW and librosa (~0.5 s to import): only when pairs are made
+def pairs_task(dataset: Dataset, out_dir: str) -> int:
+    if dataset.config.pairs.mode == "none":
+        return 0  # before the import: vc_pairs imports DTW and librosa (~0.3-0.5 s)
+    from ttsprep.stages.step7_finalize.vc_pairs import write_pairs
 
-    loaded = prepare.load_dataset(config_path, dataset)
-    return write_pairs(DatasetLayout(Path(out_dir), dataset), loaded.config.pairs)
+    return write_pairs(DatasetLayout(Path(out_dir), dataset.name), dataset.config.pairs)
 
 
 @task(name="report", **TASK_OPTIONS)

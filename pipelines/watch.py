@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from stages.atomic import write_json
-from stages.layout import DatasetLayout
+from ttsprep.stages.core.atomic import write_json
+from ttsprep.stages.core.layout import DatasetLayout
 
 
 def snapshot(root: Path) -> dict[str, list[int]]:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Every ``ttsprep`` command a test runs (in-process or as a subprocess inheriting this environment) starts and
+# stops its own embedded Prefect server, rather than leaving the detached local server running: only the tests
+# of that server (tests/pipelines/test_embedded_api.py) set ``TTSPREP_SERVER=local`` for their commands.
+os.environ["TTSPREP_SERVER"] = "embedded"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = REPO_ROOT.parent / "shared" / "corpora"

@@ -14,6 +14,7 @@ A batch (``Batch``) holds, for the features the items carry (B utterances, N tok
     token_mask     bool [B, N]
     durations      int64 [B, N]             frames / r per token (only when every item has durations)
     token_pitch, token_energy   float32 [B, N]
+    speaker_embedding  float32 [B, 256]     GE2E speaker embedding of each utterance (zero-shot conditioning)
 
 With ``add_blank`` (Grad-TTS / VITS) the blank id is put between every two tokens and at both ends
 (N tokens -> 2N + 1); blanks get duration 0 and token pitch/energy 0.
@@ -32,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stages.errors import InvariantViolation
-from stages.text.vocab import SPECIAL_TOKENS
+from ttsprep.stages.core.errors import InvariantViolation
+from ttsprep.stages.step3_text.vocab import SPECIAL_TOKENS
 
 Batch = dict[str, Any]
 FRAME_FEATURES = ("mel", "f0", "energy", "voiced")
@@ -61,6 +62,7 @@ class TrainItem:
     token_pitch: np.ndarray | None = None    # float32 [N]
     token_energy: np.ndarray | None = None   # float32 [N]
     audio: bytes | None = None               # FLAC
+    speaker_embedding: np.ndarray | None = None  # float32 [256], unit norm
 
 
 def _arrays(items: Sequence[TrainItem], name: str) -> list[np.ndarray] | None:
@@ -163,6 +165,8 @@ class Collate:
             if name in arrays:
                 values = _padded(arrays[name], lengths[name], dtype=np.int64 if name == "durations" else None)
                 batch[name] = torch.from_numpy(_interspersed(values, lengths[name], 0, 0) if self.add_blank else values)
+        if (embeddings := _arrays(items, "speaker_embedding")) is not None:
+            batch["speaker_embedding"] = torch.from_numpy(np.stack(embeddings).astype(np.float32, copy=False))
         if "durations" in batch:
             total = batch["durations"].sum(1).numpy()
             r = self.reduction_factor

@@ -8,7 +8,7 @@ Parallelism comes from DataLoader workers, so pyarrow reads single-threaded.
 
 ``ShardBatches`` wraps a ``ShardDataset`` into length-bucketed, collated batches made inside each worker
 (use it with ``DataLoader(batch_size=None)``). ``ShardRowDataset`` serves random access for the weighted
-samplers of ``train.sampler``.
+samplers of ``ttsprep.train.sampler``.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from train.collate import Batch, TrainItem
-from train.prosody import ProsodyNormaliser
-from train.sampler import bucket_stream, resolve_rank
-from train.shards import (LIGHT_COLUMNS, ShardSet, SymbolMaps, encode_phonemes, flat_list, lookup_ids, open_shard,
-                          row_views, speaker_keys)
+from ttsprep.stages.core.arrow_lists import contiguous_array, flat_list, row_views, valid_rows
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.train.collate import Batch, TrainItem
+from ttsprep.train.prosody import ProsodyNormaliser
+from ttsprep.train.sampler import bucket_stream, resolve_rank
+from ttsprep.train.shards import (LIGHT_COLUMNS, ShardSet, SymbolMaps, encode_phonemes, lookup_ids, open_shard,
+                                  speaker_keys)
 
 #: Feature name -> the shard column holding it.
 FEATURE_COLUMNS = {
     "mel": "mel", "f0": "f0", "energy": "energy", "voiced": "voiced", "tokens": "phonemes", "durations": "durations",
     "token_pitch": "token_pitch", "token_energy": "token_energy", "audio": "audio",
+    "speaker_embedding": "speaker_embedding",
 }
 DEFAULT_FEATURES = ("mel", "f0", "energy", "voiced", "tokens", "durations", "token_pitch", "token_energy")
 
@@ -50,7 +53,7 @@ def rows_to_items(table: pa.Table, maps: SymbolMaps, features: Sequence[str],
     """One ``TrainItem`` per row of ``table`` (``LIGHT_COLUMNS`` plus the columns of ``features``).
 
     Arrays are views into one flat array per column; a null list (e.g. no durations) gives ``None``.
-    ``prosody``: per-token pitch and energy become z-scores (``train.prosody``).
+    ``prosody``: per-token pitch and energy become z-scores (``ttsprep.train.prosody``).
     """
     items = [TrainItem(utt_id, frames, speaker, language, accent)
              for utt_id, frames, speaker, language, accent in zip(
@@ -63,6 +66,11 @@ def rows_to_items(table: pa.Table, maps: SymbolMaps, features: Sequence[str],
             views = table.column("audio").to_pylist()
         elif feature == "tokens":
             views = row_views(*encode_phonemes(table.column("phonemes"), table.column("language"), maps.vocab))
+        elif feature == "speaker_embedding":
+            views = _vector_views(table.column("speaker_embedding"))
+            if (missing := next((i for i, view in enumerate(views) if view is None), None)) is not None:
+                raise ConfigError(f"{items[missing].utt_id}: no speaker_embedding in its shard (its dataset was "
+                                  "prepared without features.speaker_embedding)")
         else:
             views = row_views(*flat_list(table.column(FEATURE_COLUMNS[feature])))
         for item, view in zip(items, views):
@@ -70,6 +78,15 @@ def rows_to_items(table: pa.Table, maps: SymbolMaps, features: Sequence[str],
     if prosody is not None:
         prosody.apply(items, table.column("dataset").to_pylist(), table.column("speaker").to_pylist())
     return items
+
+
+def _vector_views(column: pa.ChunkedArray) -> list[np.ndarray | None]:
+    """A fixed-size list column (``speaker_embedding``) as one read-only row view each (None for a null row)."""
+    array = contiguous_array(column)
+    width = array.type.list_size
+    values = array.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)  # null rows are skipped
+    rows = np.cumsum(valid_rows(array)) - 1
+    return [values[row] if present else None for row, present in zip(rows.tolist(), valid_rows(array).tolist())]
 
 
 def _check_prosody(prosody: ProsodyNormaliser | None, features: Sequence[str]) -> None:
@@ -138,7 +155,7 @@ class ShardDataset(IterableDataset[TrainItem]):
 
 
 class ShardBatches(IterableDataset[Batch]):
-    """Length-bucketed (``train.sampler.bucket_stream``) and collated batches of a ``ShardDataset``.
+    """Length-bucketed (``ttsprep.train.sampler.bucket_stream``) and collated batches of a ``ShardDataset``.
 
     With ``single_language`` every batch holds utterances of one language.
     """

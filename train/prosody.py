@@ -1,7 +1,7 @@
 """Per-token pitch and energy as z-scores in the loader, with the statistics each dataset's ``stats.json`` holds.
 
 The shards store them raw (Hz or log-F0, and L2 energy), so statistics recomputed after a dataset is added
-or re-filtered never require rewriting shards. ``stages.prosody.normalise_token_prosody`` does the maths:
+or re-filtered never require rewriting shards. ``ttsprep.stages.step5_durations.token_prosody.normalise_token_prosody`` does the maths:
 voiced-mean pitch is logged first (tokens without voiced frames stay 0), the interpolated variant
 (``align.token_pitch: interpolated_log``, recorded in ``index.json``) is normalised as it is.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from stages.errors import ConfigError
-from stages.prosody import normalise_token_prosody
-from train.collate import TrainItem
-from train.shards import ShardSet, read_json_at
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step5_durations.token_prosody import normalise_token_prosody
+from ttsprep.train.collate import TrainItem
+from ttsprep.train.shards import ShardSet, read_json_at
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from stages.errors import ConfigError
-from stages.text.vocab import build_language_map, build_speaker_map, build_vocab, symbol
+from ttsprep.stages.core.arrow_lists import contiguous_array, valid_rows
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step3_text.vocab import build_language_map, build_speaker_map, build_vocab, symbol
 
 #: The per-utterance columns every reader takes (small: no arrays).
 LIGHT_COLUMNS = ("utt_id", "dataset", "speaker", "language", "accent", "num_frames")
@@ -165,54 +166,18 @@ def speaker_keys(table: pa.Table) -> list[str]:
     return pc.binary_join_element_wise(table.column("dataset"), table.column("speaker"), ":").to_pylist()
 
 
-def _array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """One contiguous array (a row group's column is one chunk: taken without copying)."""
-    if isinstance(column, pa.Array):
-        return column
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def _valid(array: pa.Array) -> np.ndarray:
-    """bool [n]: False for null rows (``is_null`` is slow on list arrays, so only called when needed)."""
-    if array.null_count == 0:
-        return np.ones(len(array), dtype=bool)
-    return ~array.is_null().to_numpy(zero_copy_only=False)
-
-
-def flat_list(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A list column as ``(values, offsets, valid)``: row ``i`` is ``values[offsets[i]:offsets[i + 1]]``.
-
-    ``values`` is numpy (a fixed-size-list element becomes a 2-D ``[total, size]`` array), a view of the
-    Arrow buffer except for booleans (bit-packed in Arrow); ``valid`` is False for null rows.
-    """
-    array = _array(column)
-    offsets = array.offsets.to_numpy()
-    inner = array.values
-    if pa.types.is_fixed_size_list(inner.type):
-        values = inner.flatten().to_numpy().reshape(-1, inner.type.list_size)
-    else:
-        values = inner.to_numpy(zero_copy_only=False)
-    return values, offsets, _valid(array)
-
-
-def row_views(values: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> list[np.ndarray | None]:
-    """``flat_list``'s triple as one array view per row (``None`` for a null row)."""
-    return [values[start:end] if present else None
-            for start, end, present in zip(offsets[:-1].tolist(), offsets[1:].tolist(), valid.tolist())]
-
-
 def encode_phonemes(phonemes: pa.ChunkedArray, languages: pa.ChunkedArray,
                     vocab: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token ids of a ``phonemes`` column as ``(ids int64, offsets, valid)`` (see ``flat_list``).
 
-    Each ``(language, token)`` pair that occurs is looked up once (``stages.text.vocab.symbol``), through a
+    Each ``(language, token)`` pair that occurs is looked up once (``ttsprep.stages.step3_text.vocab.symbol``), through a
     table indexed by (language code, token code) of the row group's dictionaries; symbols missing from
     ``vocab`` become ``<unk>``.
     """
-    array = _array(phonemes)
+    array = contiguous_array(phonemes)
     offsets = array.offsets.to_numpy()
     tokens = array.values.slice(offsets[0], offsets[-1] - offsets[0]).dictionary_encode()
-    language_codes = _array(languages).dictionary_encode()
+    language_codes = contiguous_array(languages).dictionary_encode()
     row_language = language_codes.indices.to_numpy(zero_copy_only=False)
     token_language = np.repeat(row_language, np.diff(offsets))
     num_tokens = len(tokens.dictionary)
@@ -223,4 +188,4 @@ def encode_phonemes(phonemes: pa.ChunkedArray, languages: pa.ChunkedArray,
     lut = np.zeros(len(language_names) * num_tokens, dtype=np.int64)
     for pair in np.flatnonzero(np.bincount(pairs, minlength=len(lut))).tolist():
         lut[pair] = vocab.get(symbol(token_names[pair % num_tokens], language_names[pair // num_tokens]), unknown)
-    return lut[pairs], offsets - offsets[0], _valid(array)
+    return lut[pairs], offsets - offsets[0], valid_rows(array)

@@ -1,6 +1,6 @@
 """Training a Tacotron 2 aligner on the corpus itself, and extracting durations from it by teacher forcing.
 
-A batch is a dict of padded tensors (the form ``train.collate`` produces; ``shard_batches`` makes them from
+A batch is a dict of padded tensors (the form ``ttsprep.train.collate`` produces; ``shard_batches`` makes them from
 the training shards)::
 
     tokens        int64 [B, N]         token ids, 0-padded
@@ -27,14 +27,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from aligners.attention_durations import attention_quality, durations_from_attention
-from models.tacotron2 import Tacotron2, Tacotron2Config, tacotron2_loss
-from stages.atomic import atomic_path
-from stages.config import AlignConfig
-from stages.errors import AlignmentFailed, ConfigError, TtsprepError
-from train.collate import Collate
-from train.dataset import ShardBatches, ShardDataset
-from train.shards import ShardSet, SymbolMaps
+from ttsprep.aligners.attention_durations import attention_quality, durations_from_attention
+from ttsprep.models.tacotron2 import Tacotron2, Tacotron2Config, tacotron2_loss
+from ttsprep.stages.core.atomic import atomic_path
+from ttsprep.stages.core.config import AlignConfig
+from ttsprep.stages.core.errors import AlignmentFailed, ConfigError, TtsprepError
+from ttsprep.stages.core.reasons import Reason
+from ttsprep.train.collate import Collate
+from ttsprep.train.dataset import ShardBatches, ShardDataset
+from ttsprep.train.shards import ShardSet, SymbolMaps
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def train_tacotron2(batches_iterable_factory: Callable[[], Iterable[Batch]], cfg
                 if consecutive_bad >= cfg.max_bad_steps:
                     raise TtsprepError(f"training diverged: {consecutive_bad} consecutive steps with a non-finite "
                                        f"loss or gradient (last at step {step}); the checkpoints in {out_dir} "
-                                       "predate the divergence", reason="training_diverged")
+                                       "predate the divergence", reason=Reason.TRAINING_DIVERGED)
                 if step - last_warned_step >= WARN_EVERY_STEPS:
                     log.warning("skipped %d step(s) with a non-finite loss or gradient (step %d, %d in total)",
                                 unreported_bad, step, bad_total)

@@ -8,8 +8,8 @@ import librosa
 import numpy as np
 import pytest
 
-from aligners.dtw import (dtw_align, match_segments, mel_cepstral_distortion, mel_cepstrum, pair_parallel_utterances,
-                          source_to_target_durations)
+from ttsprep.aligners.dtw import (dtw_align, match_segments, mel_cepstral_distortion, mel_cepstrum,
+                                  pair_parallel_utterances, source_to_target_durations)
 
 SAMPLE_RATE, HOP, N_MELS = 22050, 256, 80
 

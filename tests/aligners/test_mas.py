@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from aligners.attention_durations import attention_quality, durations_from_attention
-from aligners.mas import monotonic_alignment_search
-from stages.config import AlignConfig
-from stages.errors import AlignmentFailed
+from ttsprep.aligners.attention_durations import attention_quality, durations_from_attention
+from ttsprep.aligners.mas import monotonic_alignment_search
+from ttsprep.stages.core.config import AlignConfig
+from ttsprep.stages.core.errors import AlignmentFailed
 
 
 def path_score(log_probs: np.ndarray, durations: np.ndarray) -> float:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from aligners.mfa import export_mfa_corpus, find_textgrid, mfa_available, mfa_file_stem, run_mfa_align
-from aligners.textgrid import TextGridAligner
-from stages.errors import AlignmentFailed, ConfigError, InvalidTranscript
-from stages.frames import num_frames_for
 from tests.helpers import tone_bursts
+from ttsprep.aligners.mfa import export_mfa_corpus, find_textgrid, mfa_available, mfa_file_stem, run_mfa_align
+from ttsprep.aligners.textgrid import TextGridAligner
+from ttsprep.stages.core.errors import AlignmentFailed, ConfigError, InvalidTranscript
+from ttsprep.stages.core.frames import num_frames_for
 
 
 def test_file_stems_are_portable():

@@ -1,5 +1,5 @@
-"""The pocketsphinx aligner (``aligners.pocketsphinx_aligner``) and the ARPAbet <-> IPA tables
-(``aligners.arpabet``): token mapping on made-up phones, and real LJSpeech clips against their MFA TextGrids."""
+"""The pocketsphinx aligner (``ttsprep.aligners.pocketsphinx_aligner``) and the ARPAbet <-> IPA tables
+(``ttsprep.aligners.arpabet``): token mapping on made-up phones, and real LJSpeech clips against their MFA TextGrids."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from aligners.arpabet import arpabet_to_ipa, ipa_similarity, ipa_to_arpabet
-from aligners.base import SILENCE, SpeechInput
-from aligners.durations import token_edges_s
-from aligners.pocketsphinx_aligner import DecodedPhone, PocketsphinxAligner, token_spans, transcript_words
-from aligners.sequence import align_sequences
-from aligners.textgrid import read_tier
-from stages.errors import AlignmentFailed
-from stages.frames import num_frames_for
-from stages.text.g2p import PUNCTUATION, phonemize
-from stages.text.normalize import normalize_text
+from ttsprep.aligners.arpabet import arpabet_to_ipa, ipa_similarity, ipa_to_arpabet
+from ttsprep.aligners.base import SILENCE, SpeechInput
+from ttsprep.aligners.durations import token_edges_s
+from ttsprep.aligners.pocketsphinx_aligner import DecodedPhone, PocketsphinxAligner, token_spans, transcript_words
+from ttsprep.aligners.sequence import align_sequences
+from ttsprep.aligners.textgrid import read_tier
+from ttsprep.stages.core.errors import AlignmentFailed
+from ttsprep.stages.core.frames import num_frames_for
+from ttsprep.stages.step3_text.g2p import PUNCTUATION, phonemize
+from ttsprep.stages.step3_text.normalize import normalize_text
 
 HOP, R = 256, 2
 

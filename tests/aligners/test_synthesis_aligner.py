@@ -10,13 +10,13 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from aligners.base import SpeechInput
-from aligners.espeak_events import engine, reset_engine
-from aligners.synthesis_aligner import SynthesisAligner, _segments
-from aligners.synthesis_tokens import plan_speech
-from stages.errors import AlignmentFailed
-from stages.text.g2p import phonemize
 from tests.helpers import tone_bursts
+from ttsprep.aligners.base import SpeechInput
+from ttsprep.aligners.espeak_events import engine, reset_engine
+from ttsprep.aligners.synthesis_aligner import SynthesisAligner, _segments
+from ttsprep.aligners.synthesis_tokens import plan_speech
+from ttsprep.stages.core.errors import AlignmentFailed
+from ttsprep.stages.step3_text.g2p import phonemize
 
 SR, HOP = 22050, 256
 SENTENCE = "The quick brown fox jumps over the lazy dog, then sleeps in the sun."

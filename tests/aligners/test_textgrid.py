@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from praatio import textgrid
 
-from aligners.base import SILENCE, Interval
-from aligners.durations import boundary_frames, intervals_to_durations, token_edges_s
-from aligners.textgrid import TextGridAligner, read_tier
-from stages.errors import AlignmentFailed, InvariantViolation
-from stages.frames import num_frames_for
+from ttsprep.aligners.base import SILENCE, Interval
+from ttsprep.aligners.durations import boundary_frames, intervals_to_durations, token_edges_s
+from ttsprep.aligners.textgrid import TextGridAligner, read_tier
+from ttsprep.stages.core.errors import AlignmentFailed, InvariantViolation
+from ttsprep.stages.core.frames import num_frames_for
 
 LJ_SAMPLE_RATE, LJ_HOP = 22050, 256
 

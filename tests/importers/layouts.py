@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stages.importers.base import Problem
-from stages.records import SourceUtterance
+from ttsprep.stages.core.records import SourceUtterance
+from ttsprep.stages.step1_ingest.importers.base import Problem
 
 
 def write_audio(path: Path, *, sample_rate: int = 16000, seconds: float = 0.25, frequency_hz: float = 220.0) -> Path:

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import ConfigError
-from stages.importers.aishell3 import Options, scan
 from tests.importers.layouts import reasons, split_items, write_audio, write_text
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step1_ingest.importers.aishell3 import Options, scan
 
 SPK_INFO = ("# voice-file name; age group; gender; accent\n# In years, A:< 14, B:14 - 25, C:26 - 40, D:> 41.\n\n"
             "SSB0005\tC\tfemale\tnorth\nSSB0009\tB\tmale\tsouth\n")

@@ -2,12 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import ConfigError
-from stages.importers import common_voice
-from stages.importers.base import Problem
-from stages.importers.common_voice import Options, language_of, scan
-from stages.records import SourceUtterance
 from tests.importers.layouts import split_items, write_audio, write_text
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.core.records import SourceUtterance
+from ttsprep.stages.step1_ingest.importers import common_voice
+from ttsprep.stages.step1_ingest.importers.base import Problem
+from ttsprep.stages.step1_ingest.importers.common_voice import Options, language_of, scan
 
 RELEASE = "cv-corpus-6.1-2020-12-11"
 V1_HEADER = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent"

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import ConfigError
-from stages.importers import cmu_arctic, css10
 from tests.importers.layouts import reasons, split_items, write_audio, write_text
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step1_ingest.importers import cmu_arctic, css10
 
 BOOK = "achtgesichterambiwasse"
 

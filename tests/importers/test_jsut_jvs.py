@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import ConfigError
-from stages.importers import jsut, jvs
 from tests.importers.layouts import reasons, split_items, write_audio, write_text
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step1_ingest.importers import jsut, jvs
 
 PARALLEL = {"VOICEACTRESS100_001": "また、東寺のように、五大明王と呼ばれる、主要な明王の中央に配されることも多い。",
             "VOICEACTRESS100_002": "ニューイングランド風は牛乳をベースとした白いクリームスープ。"}

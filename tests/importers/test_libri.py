@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import ConfigError
-from stages.importers import librispeech, libritts
 from tests.importers.layouts import reasons, split_items, write_audio, write_text
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step1_ingest.importers import librispeech, libritts
 
 LIBRITTS_SHARED = {
     "260_123440_000010_000004": "I almost think I can remember feeling a little different.",

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import ConfigError
-from stages.importers.base import Problem, resolved_directories_memo
-from stages.importers.manifest import Options, scan
-from stages.records import SourceUtterance
 from tests.importers.layouts import write_audio, write_text
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.core.records import SourceUtterance
+from ttsprep.stages.step1_ingest.importers.base import Problem, resolved_directories_memo
+from ttsprep.stages.step1_ingest.importers.manifest import Options, scan
 
 
 def problems(items: list) -> list[tuple[str, str]]:

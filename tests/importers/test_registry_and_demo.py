@@ -4,12 +4,12 @@ import time
 import pytest
 import soundfile as sf
 
-from stages.config import build_project, load_project
-from stages.demo_corpus import GERMAN_PROMPTS, write_demo_config, write_demo_corpus
-from stages.errors import ConfigError
-from stages.importers import IMPORTERS
-from stages.importers.base import ImporterOptions
-from stages.ingest import ingest_dataset
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step1_ingest.demo_corpus import GERMAN_PROMPTS, write_demo_config, write_demo_corpus
+from ttsprep.stages.step1_ingest.importers import IMPORTERS
+from ttsprep.stages.step1_ingest.importers.base import ImporterOptions
+from ttsprep.stages.step1_ingest.ingest import ingest_dataset
+from ttsprep.stages.step1_ingest.project import build_project, load_project
 
 #: Every shared sample: (importer, root under ../shared/corpora, extra entry keys, utterances).
 SHARED = [
@@ -94,7 +94,7 @@ def test_demo_corpus_is_deterministic_and_checks_its_range(tmp_path):
 
 
 def test_demo_corpus_needs_espeak(tmp_path, monkeypatch):
-    monkeypatch.setattr("stages.demo_corpus.shutil.which", lambda name: None)
+    monkeypatch.setattr("ttsprep.stages.step1_ingest.demo_corpus.shutil.which", lambda name: None)
     with pytest.raises(ConfigError, match="espeak-ng, which is not installed"):
         write_demo_corpus(tmp_path)
     assert not any(tmp_path.iterdir())

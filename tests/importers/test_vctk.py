@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import ConfigError
-from stages.importers.vctk import Options, scan
 from tests.importers.layouts import reasons, split_items, write_audio, write_text
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step1_ingest.importers.vctk import Options, scan
 
 ROOT = "VCTK-Corpus-0.92"
 

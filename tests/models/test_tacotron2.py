@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from models.tacotron2 import Tacotron2, Tacotron2Config, guided_attention_loss, tacotron2_loss
-from stages.config import AlignConfig
-from stages.errors import AlignmentFailed, ConfigError, TtsprepError
-from stages.frames import pad_to_multiple
-from train.tacotron2_trainer import TrainConfig, extract_durations, train_tacotron2
+from ttsprep.models.tacotron2 import Tacotron2, Tacotron2Config, guided_attention_loss, tacotron2_loss
+from ttsprep.stages.core.config import AlignConfig
+from ttsprep.stages.core.errors import AlignmentFailed, ConfigError, TtsprepError
+from ttsprep.stages.core.frames import pad_to_multiple
+from ttsprep.train.tacotron2_trainer import TrainConfig, extract_durations, train_tacotron2
 
 torch.set_num_threads(1)
 
@@ -125,7 +125,7 @@ def test_non_finite_steps_are_skipped_counted_and_warned_at_a_limited_rate(tmp_p
     good = synthetic_batches(r=1, num_utterances=4)[0]
     seen_steps: list[int] = []
     cfg = TrainConfig(model=tiny_config(), max_steps=60, max_bad_steps=2, checkpoint_every=1000)
-    with caplog.at_level(logging.WARNING, logger="train.tacotron2_trainer"):
+    with caplog.at_level(logging.WARNING, logger="ttsprep.train.tacotron2_trainer"):
         result = train_tacotron2(lambda: [good, with_nan_mel(good)], cfg, tmp_path, device="cpu",
                                  on_step=lambda step, losses: seen_steps.append(step))
     assert result.bad_steps == 30

@@ -1,4 +1,5 @@
-"""Real services on 127.0.0.1 for end-to-end tests and benchmarks: a Prefect server and a Dask cluster.
+"""Real services on 127.0.0.1 for end-to-end tests and benchmarks: a Prefect server (on SQLite or on a
+PostgreSQL started here) and a Dask cluster.
 
 Each runs as child processes in its own process group, configured only through the ``env`` dicts handed
 to them (never ``os.environ``), and is stopped when its context manager exits.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -47,11 +51,14 @@ def _log_tail(log: Path, num_chars: int = 3000) -> str:
 
 
 @contextmanager
-def background_process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    """``args`` running in its own process group with stdout/stderr in ``log``; terminated (then killed) on exit."""
+def background_process(args: list[str], env: dict[str, str], log: Path, **popen) -> Iterator[subprocess.Popen]:
+    """``args`` running in its own process group with stdout/stderr in ``log``; terminated (then killed) on exit.
+
+    ``popen``: more ``subprocess.Popen`` arguments (``cwd``, default the repository; ``user``).
+    """
     with log.open("ab") as sink:
-        process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(args, **{"cwd": REPO_ROOT, **popen}, env=env, stdout=sink,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield process
     finally:
@@ -86,8 +93,9 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def prefect_server(prefect_home: Path, *, timeout_s: float = 120.0) -> Iterator[str]:
-    """``prefect server start`` on a free loopback port with its own SQLite database in ``prefect_home``.
+def prefect_server(prefect_home: Path, *, database_url: str | None = None, timeout_s: float = 120.0) -> Iterator[str]:
+    """``prefect server start`` on a free loopback port with its own SQLite database in ``prefect_home``, or
+    the database at ``database_url`` (``postgresql+asyncpg://...``, see ``postgres_database``).
 
     Yields the API URL (``http://127.0.0.1:PORT/api``) once ``/api/health`` answers; the log is
     ``prefect_home/server.log``.
@@ -104,16 +112,64 @@ def prefect_server(prefect_home: Path, *, timeout_s: float = 120.0) -> Iterator[
             return False
 
     command = [str(BIN_DIR / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with background_process(command, service_env(prefect_home), log) as server:
+    env = service_env(prefect_home)
+    if database_url:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    with background_process(command, env, log) as server:
         _wait_until(healthy, [(server, log)], "prefect server", timeout_s)
         yield api_url
+
+
+def postgres_bin_dir() -> Path | None:
+    """The directory of PostgreSQL's ``initdb`` and ``postgres``: the newest of Debian's
+    ``/usr/lib/postgresql/*/bin`` (package ``postgresql``), else the one on ``PATH``; ``None`` if neither."""
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    on_path = shutil.which("initdb")
+    return debian[-1].parent if debian else Path(on_path).parent if on_path else None
+
+
+@contextmanager
+def postgres_database(scratch: Path, *, timeout_s: float = 60.0) -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on a free loopback port, with database and superuser ``prefect``
+    (trust authentication), its socket in its own directory; yields the SQLAlchemy URL
+    ``postgresql+asyncpg://prefect@127.0.0.1:PORT/prefect``. Durability is off (``fsync``): it is a test.
+
+    PostgreSQL refuses to run as root: as root it runs as the ``postgres`` system user, in a directory of its
+    own under the system temporary directory (pytest's are private to root), removed on exit; otherwise as
+    the current user. The log is ``scratch/postgres.log``.
+    """
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise FileNotFoundError("no PostgreSQL binaries (initdb, postgres)")
+    user = "postgres" if os.geteuid() == 0 else None
+    scratch.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="ttsprep-postgres-"))
+    try:
+        if user:
+            os.chown(home, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+        port, log = free_port(), scratch / "postgres.log"
+        env, as_user = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C"}, {"cwd": home, "user": user}
+        with log.open("ab") as sink:
+            subprocess.run([str(bin_dir / "initdb"), "-D", str(home / "data"), "-U", "prefect", "--auth=trust",
+                            "-E", "UTF8", "--no-locale", "--no-sync"], env=env, stdout=sink,
+                           stderr=subprocess.STDOUT, check=True, **as_user)
+        command = [str(bin_dir / "postgres"), "-D", str(home / "data"), "-h", "127.0.0.1", "-p", str(port),
+                   "-k", str(home), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+        with background_process(command, env, log, **as_user) as server:
+            client = [str(bin_dir / "psql"), "-X", "-h", "127.0.0.1", "-p", str(port), "-U", "prefect",
+                      "-d", "postgres", "-c", "CREATE DATABASE prefect"]
+            _wait_until(lambda: subprocess.run(client, env=env, capture_output=True, **as_user).returncode == 0,
+                        [(server, log)], "postgres", timeout_s)
+            yield f"postgresql+asyncpg://prefect@127.0.0.1:{port}/prefect"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @contextmanager
 def dask_cluster(num_workers: int, env: dict[str, str], scratch: Path, *, timeout_s: float = 120.0) -> Iterator[str]:
     """``dask scheduler`` and ``num_workers`` separate ``dask worker`` processes (1 process x 1 thread each).
 
-    Workers import ``pipelines.tasks`` at start (``--preload``), so the first shard does not pay for it.
+    Workers import ``ttsprep.pipelines.tasks`` at start (``--preload``), so the first shard does not pay for it.
     Yields the scheduler address ``tcp://127.0.0.1:PORT`` once every worker is registered; logs go to
     ``scratch/dask-*.log``.
     """
@@ -126,7 +182,7 @@ def dask_cluster(num_workers: int, env: dict[str, str], scratch: Path, *, timeou
     for number in range(num_workers):
         commands[f"dask-worker-{number}"] = ["worker", address, "--nworkers", "1", "--nthreads", "1",
                                              "--no-dashboard", "--name", f"ttsprep-{number}", "--local-directory",
-                                             str(scratch / "dask-workers"), "--preload", "pipelines.tasks"]
+                                             str(scratch / "dask-workers"), "--preload", "ttsprep.pipelines.tasks"]
     with ExitStack() as stack:
         processes = []
         for name, args in commands.items():
@@ -149,6 +205,29 @@ def run_ttsprep(args: list[str], env: dict[str, str], *, timeout_s: float = 300.
     if done.returncode != 0:
         raise RuntimeError(f"ttsprep {' '.join(args)} exited with {done.returncode}:\n{done.stderr[-4000:]}")
     return {match["dataset"]: json.loads(match["counts"]) for match in COUNTS_LINE.finditer(done.stdout)}
+
+
+def flow_runs_of_deployments(api_url: str, state_types: list[str] | None = None) -> list[dict]:
+    """The flow runs of any deployment, only those in ``state_types`` (``["SCHEDULED", "PENDING"]``) if given."""
+    runs: dict = {"deployment_id": {"is_null_": False}}
+    if state_types:
+        runs["state"] = {"type": {"any_": state_types}}
+    return api_post(api_url, "flow_runs/filter", {"flow_runs": runs})
+
+
+def wait_for_deployment_run(api_url: str, state_name: str, serve: subprocess.Popen, log: Path, *,
+                            timeout_s: float = 240) -> list[dict]:
+    """Poll until a deployment's flow run is in the state named ``state_name`` ("Completed"); returns those.
+    Fails at once on a failed or crashed run, or when ``serve`` (the process serving it) exits, with its ``log``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        runs = flow_runs_of_deployments(api_url)
+        assert not [run for run in runs if run["state_type"] in ("FAILED", "CRASHED")], runs
+        assert serve.poll() is None, f"{serve.args[:2]} exited with {serve.returncode}:\n{_log_tail(log)}"
+        if found := [run for run in runs if run["state_name"] == state_name]:
+            return found
+    raise AssertionError(f"no {state_name} run after {timeout_s:.0f} s; runs: {runs}\n{_log_tail(log)}")
 
 
 def embedded_servers(prefect_home: Path) -> list[int]:

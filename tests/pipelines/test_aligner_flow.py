@@ -9,9 +9,9 @@ import re
 import pyarrow.parquet as pq
 import torch
 
-from stages.layout import DatasetLayout
-from stages.schema import check_row_invariants
-from tests.stages.test_tacotron_durations import N_MELS, R, TEXTS, TINY_MODEL, build_output, read_rows
+from tests.stages.test_tacotron_durations import N_MELS, TEXTS, TINY_MODEL, R, build_output, read_rows
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.core.schema import check_row_invariants
 
 
 def latest_artifacts(keys: list[str]) -> dict[str, object]:
@@ -26,8 +26,8 @@ def latest_artifacts(keys: list[str]) -> dict[str, object]:
 
 
 def test_train_extract_finalize_then_resume_and_skip(prefect_harness, tmp_path, capsys):
-    from pipelines.aligner_flow import aligner_dir, train_aligner
-    from pipelines.cli import main
+    from ttsprep.pipelines.aligner_flow import aligner_dir, train_aligner
+    from ttsprep.pipelines.cli import main
 
     torch.set_num_threads(1)
     # the focus rate is at least 1 / N for N phonemes, so the short utterances (3-5 phonemes) pass 0.15 however

@@ -14,8 +14,7 @@ import pytest
 import soundfile as sf
 
 from tests.helpers import write_ljspeech
-from tests.pipelines.services import api_post, dask_cluster, eventually, prefect_server, run_ttsprep, \
-    service_env
+from tests.pipelines.services import api_post, dask_cluster, eventually, prefect_server, run_ttsprep, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +58,7 @@ def test_shards_on_dask_workers_equal_the_local_run(tmp_path: Path):
         env = service_env(tmp_path / "client-home", api_url)
         on_dask = run_ttsprep([*run, str(tmp_path / "dask-out"), "--dask-address", address], env)
         shard_runs = eventually(
-            lambda: api_post(api_url, "task_runs/filter", {"task_runs": {"name": {"like_": "process-shard"}}}),
+            lambda: api_post(api_url, "task_runs/filter", {"task_runs": {"name": {"like_": "tiny/part-"}}}),
             lambda rows: len(rows) == 4 and all(row["state_type"] == "COMPLETED" for row in rows))
         local = run_ttsprep([*run, str(tmp_path / "local-out"), "--workers", "2"], env)
     worker_logs = [(tmp_path / "dask" / f"dask-worker-{n}.log").read_text() for n in range(2)]
@@ -72,7 +71,7 @@ def test_shards_on_dask_workers_equal_the_local_run(tmp_path: Path):
     for part in ("shard_files", "rejects", "index", "stats"):
         assert dask_outputs[part] == local_outputs[part], part
     # The shards ran on both workers, and the workers reported their task runs to the same Prefect server.
-    assert all("Task run 'process-shard-" in log for log in worker_logs)
+    assert all("Task run 'tiny/part-" in log for log in worker_logs)
     assert sorted(run["state_type"] for run in shard_runs) == ["COMPLETED"] * 4
 
 
@@ -83,7 +82,7 @@ def test_shards_on_dask_workers_equal_the_local_run(tmp_path: Path):
     ("http://prefect.internal:4200/api", "tcp://10.1.2.3:8786", False),  # a server the workers can reach
 ])
 def test_a_loopback_prefect_api_with_a_remote_scheduler_is_warned_about(api_url, dask_address, warned):
-    from pipelines.cli import unreachable_api_warning
+    from ttsprep.pipelines.cli import unreachable_api_warning
 
     warning = unreachable_api_warning(api_url, dask_address)
     assert (warning is not None) == warned

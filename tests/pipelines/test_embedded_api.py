@@ -1,5 +1,10 @@
-"""``ttsprep run`` with no Prefect server configured: one embedded API for the command and its workers, gone
-when the command ends, even when it is killed; a second run with nothing changed does no work."""
+"""``ttsprep run`` with no Prefect server configured.
+
+* ``TTSPREP_SERVER=embedded`` (what the rest of the test suite runs): one embedded API for the command and its
+  workers, gone when the command ends, even when it is killed; a second run with nothing changed does no work.
+* The default, the local server: the first run starts it detached (with the UI), the next run reuses it,
+  ``ttsprep server status`` shows it and ``ttsprep server stop`` stops it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import write_ljspeech
 from tests.pipelines.services import embedded_servers
+from ttsprep.pipelines.prefect_api import STATE_FILE, read_local_state, stop_local
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,8 +31,8 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
     config.write_text("datasets:\n  - name: emb\n    importer: ljspeech\n    root: LJ\n"
                       "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}, align: {method: none}}\n", encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), TTSPREP_PROGRESS="0")
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--out", str(tmp_path / "out"),
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), TTSPREP_PROGRESS="0", TTSPREP_SERVER="embedded")
+    command = [sys.executable, "-m", "ttsprep.pipelines.cli", "run", "--config", str(config), "--out", str(tmp_path / "out"),
                "--workers", "2"]
 
     runs = [subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -51,6 +58,45 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
         killed.kill()  # SIGKILL: no exit handler runs
         killed.wait(timeout=30)
     assert _eventually(lambda: not embedded_servers(tmp_path / "prefect"), timeout_s=30)  # it followed its parent
+
+
+@pytest.mark.slow
+def test_the_local_server_outlives_a_run_is_reused_and_stops_on_request(tmp_path: Path):
+    write_ljspeech(tmp_path / "LJ", {f"L-{i}": f"Sentence number {i}." for i in range(2)})
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  - name: loc\n    importer: ljspeech\n    root: LJ\n"
+                      "    stages: {filter: {min_snr_db: null}, align: {method: none}}\n", encoding="utf-8")
+    home = tmp_path / "prefect"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), TTSPREP_PROGRESS="0", TTSPREP_SERVER="local", TTSPREP_SERVER_PORT="0")
+    cli = [sys.executable, "-m", "ttsprep.pipelines.cli"]
+    try:
+        runs = [subprocess.run([*cli, "run", "--config", str(config), "--out", str(tmp_path / f"out{n}")], cwd=REPO_ROOT,
+                               env=env, capture_output=True, text=True, timeout=300) for n in range(2)]
+        for run in runs:
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert '"kept": 2' in run.stdout
+            assert "Starting temporary server" not in run.stderr and "Error logging to API" not in run.stderr
+        assert "started a local Prefect server" in runs[0].stderr
+        assert "started a local Prefect server" not in runs[1].stderr  # reused
+        state = read_local_state(home)
+        assert state is not None and embedded_servers(home) == [state["pid"]]  # one server, still running
+        assert f"View at {state['ui_url']}/runs/flow-run/" in runs[1].stderr  # it serves the UI
+        assert httpx.get(state["ui_url"], timeout=30).status_code == 200
+        flows = {flow["id"]: flow["name"] for flow in httpx.post(f"{state['url']}/flows/filter", json={}).json()}
+        flow_runs = httpx.post(f"{state['url']}/flow_runs/filter", json={}, timeout=30).json()
+        names = sorted(flows[run["flow_id"]] for run in flow_runs)  # both runs are in the one server's records
+        assert names == sorted(["ttsprep-run", "ingest", "shards", "finalize"] * 2), names
+
+        status = subprocess.run([*cli, "server", "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and state["ui_url"] in status.stdout and "answering" in status.stdout
+        stop = subprocess.run([*cli, "server", "stop"], env=env, capture_output=True, text=True, timeout=60)
+        assert stop.returncode == 0 and f"pid {state['pid']}" in stop.stdout
+        assert embedded_servers(home) == [] and not (home / STATE_FILE).exists()
+        status = subprocess.run([*cli, "server", "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 3 and "no local Prefect server" in status.stdout
+    finally:
+        stop_local(home)  # never leave a server behind, whatever failed above
 
 
 def _eventually(condition, timeout_s: float) -> bool:

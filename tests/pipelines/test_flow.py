@@ -8,9 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from stages.schema import check_row_invariants
 from tests.helpers import write_ljspeech
-
+from ttsprep.stages.core.schema import check_row_invariants
 
 TEXTS = {f"T-{i:02d}": f"Sentence number {i} is here." for i in range(6)}
 
@@ -25,7 +24,7 @@ def corpus_config(tmp_path: Path) -> Path:
 
 
 def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness, corpus_config, tmp_path):
-    from pipelines.flows import process_new_data, ttsprep_run
+    from ttsprep.pipelines.flows import process_new_data, ttsprep_run
 
     out = tmp_path / "out"
     counts = ttsprep_run(str(corpus_config), str(out))["tiny"]

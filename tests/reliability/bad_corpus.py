@@ -36,6 +36,11 @@ LONG_FILE_S = 600
 LONG_FILE_RATE = 8000
 
 
+def _ledger_id(local_id: str, reason: str) -> str:
+    """The id a case's outcome is found under: an id's second listing is its own ledger row, ``<id>#2``."""
+    return f"{local_id}#2" if reason == "duplicate_id" else local_id
+
+
 @dataclass(frozen=True)
 class Case:
     """One input utterance and what the pipeline must do with it.
@@ -90,7 +95,7 @@ def _write_lj(root: Path, outside: Path) -> list[Case]:
     def utterance(local_id: str, what: str, reason: str, stage: str = "", detail: str = "",
                   text: bytes = b"Printing, in the only sense with which we are at present concerned.") -> None:
         lines.append(local_id.encode() + b"|" + text + b"|" + text)
-        cases.append(Case("lj", local_id, what, reason, stage, detail))
+        cases.append(Case("lj", _ledger_id(local_id, reason), what, reason, stage, detail))
 
     clip = speech()
     for local_id, what, samples, rate, subtype in (
@@ -177,7 +182,8 @@ def _write_manifests(root: Path, outside: Path) -> list[Case]:
     for local_id, path, text, reason, stage, detail in rows:
         csv_lines.append(f'{local_id},{path},"{text}"'.encode())
         jsonl_lines.append(json.dumps({"id": local_id, "path": path, "text": text}).encode())
-        cases += [Case(name, local_id, f"manifest row {path!r}", reason, stage, detail) for name in ("mcsv", "mjsonl")]
+        cases += [Case(name, _ledger_id(local_id, reason), f"manifest row {path!r}", reason, stage, detail)
+                  for name in ("mcsv", "mjsonl")]
     csv_lines.append("c,audio/a.wav,Caf\xe9".encode("latin-1"))
     jsonl_lines.append('{"id": "c", "path": "audio/a.wav", "text": "Caf\xe9"}'.encode("latin-1"))
     cases += [Case("mcsv", f"m.csv:{len(csv_lines)}", "row in Latin-1", "invalid_encoding", "ingest", "not UTF-8"),
@@ -236,7 +242,7 @@ def _write_common_voice(root: Path) -> list[Case]:
              r"decoded \d+ of the \d+ sample frames"),
         Case("cv", "cv_blank", "whitespace-only sentence", "empty_transcript", "ingest", "only whitespace"),
         Case("cv", "cv_gone", "row whose clip does not exist", "missing_audio", "ingest", "not found"),
-        Case("cv", "cv_ok", "row listed twice", "duplicate_id", "ingest", "listed more than once"),
+        Case("cv", "cv_ok#2", "row listed twice", "duplicate_id", "ingest", "listed more than once"),
         Case("cv", "passwd", "path that climbs out of clips/", "path_escapes_root", "ingest",
              "outside the corpus root"),
     ]

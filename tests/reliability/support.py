@@ -12,13 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from pipelines import prepare
-from stages.audio_io import decode_bytes
-from stages.finalize import finalize_dataset
-from stages.layout import DatasetLayout
-from stages.maps import write_symbol_maps
-from stages.process import process_shard
-from stages.report import write_report
+from ttsprep.stages.core.audio_io import decode_bytes
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.step1_ingest.plan import ingest_and_plan
+from ttsprep.stages.step1_ingest.project import load_project
+from ttsprep.stages.step5_durations.mfa_corpus import textgrid_dir
+from ttsprep.stages.step6_shards.process import process_shard
+from ttsprep.stages.step7_finalize.finalize import finalize_dataset
+from ttsprep.stages.step7_finalize.maps import write_symbol_maps
+from ttsprep.stages.step7_finalize.report import write_report
 
 SAMPLE_RATE = 22050
 PROMPTS = (
@@ -76,13 +78,12 @@ def run_without_prefect(config: Path, dataset: str, out_dir: Path, *, reverse_sh
     """What the ``ttsprep run`` flow does for one dataset (ingest, every shard, finalize, report, symbol maps),
     in this process; ``reverse_shards`` processes the shards last to first, as a process pool may.
     Returns the index."""
-    summary = prepare.ingest_and_plan(str(config), dataset, str(out_dir))
-    loaded = prepare.load_dataset(str(config), dataset)
+    loaded = load_project(config).select([dataset])[0]
+    summary = ingest_and_plan(loaded, out_dir)
     layout = DatasetLayout(out_dir, dataset)
     for name, key in (reversed(summary.shards) if reverse_shards else summary.shards):
-        process_shard(layout, name, key, loaded.config, textgrid_dir=prepare.textgrid_dir(loaded, str(out_dir)))
-    index = finalize_dataset(layout, loaded.config, prepare.plan_specs(str(out_dir), dataset),
-                             num_inputs=summary.num_inputs, extra_reject_parts=[layout.ingest_rejects])
+        process_shard(layout, name, key, loaded.config, textgrid_dir=textgrid_dir(loaded, out_dir))
+    index = finalize_dataset(layout, loaded.config, num_inputs=summary.num_inputs)
     write_report(layout.root)
     write_symbol_maps(out_dir)
     return index

@@ -20,13 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipelines import prepare
-from stages.config import load_project
-from stages.errors import ConfigError
-from stages.finalize import finalize_dataset
-from stages.layout import DatasetLayout
-from stages.process import process_shard
 from tests.reliability.bad_corpus import KEPT, SAMPLE_RATE, Case, write_bad_corpora
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.run_dataset import run_dataset
+from ttsprep.stages.step1_ingest.project import load_project
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KEPT_VARIANTS = ("LJ-pcm8", "LJ-pcm24", "LJ-float32", "LJ-stereo", "LJ-96k")
@@ -52,13 +50,8 @@ class Run:
 
 def _run_dataset(config: Path, name: str, out_dir: Path) -> tuple[dict, list[dict], list[dict]]:
     """Ingest, every shard and finalize for dataset ``name``: ``(index, kept shard rows, ledger rows)``."""
-    summary = prepare.ingest_and_plan(str(config), name, str(out_dir))
-    dataset = prepare.load_dataset(str(config), name)
+    index = run_dataset(load_project(config).select([name])[0], out_dir).index
     layout = DatasetLayout(out_dir, name)
-    for shard, key in summary.shards:
-        process_shard(layout, shard, key, dataset.config)
-    index = finalize_dataset(layout, dataset.config, prepare.plan_specs(str(out_dir), name),
-                             num_inputs=summary.num_inputs, extra_reject_parts=[layout.ingest_rejects])
     kept = [row for shard in index["shards"] for row in pq.read_table(layout.root / shard["path"]).to_pylist()]
     return index, kept, pq.read_table(layout.rejects).to_pylist()
 
@@ -136,7 +129,7 @@ LJ = "{name: lj, importer: ljspeech, root: LJ"
      "dataset #1 'lj': stages.filter.max_durations: unknown key"),
     (f"defaults: {{audio: {{sampel_rate: 16000}}}}\ndatasets:\n  - {LJ}}}\n", "defaults.audio.sampel_rate: unknown key"),
     ("datasets:\n  - {name: lj, importer: ljspeach, root: LJ}\n",
-     "dataset #1 'lj': unknown importer 'ljspeach'; known: aishell3, cmu_arctic, common_voice"),
+     "dataset #1 'lj': unknown importer 'ljspeach' (did you mean 'ljspeech'?); known: aishell3, cmu_arctic, common_voice"),
     (f"datasets:\n  - {LJ}}}\n  - {{name: vc, importer: vctk, root: VCTK}}\n",
      "dataset #2 'vc': root: '{tmp}/VCTK' is not a directory"),
     ("datasets:\n  - name: lj\n    importer: ljspeech\n    root: LJ\n"
@@ -166,7 +159,7 @@ def test_cli_stops_on_a_bad_config_with_status_2_before_any_work(tmp_path):
     config.write_text(f"datasets:\n  - {LJ}, stages: {{filter: {{max_durations: 12}}}}}}\n", encoding="utf-8")
     out = tmp_path / "out"
     for command in (["validate"], ["run", "--out", str(out)]):
-        result = subprocess.run([sys.executable, "-m", "pipelines.cli", *command, "--config", str(config)],
+        result = subprocess.run([sys.executable, "-m", "ttsprep.pipelines.cli", *command, "--config", str(config)],
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
         assert (result.returncode, result.stdout) == (2, ""), command
         assert result.stderr == f"ttsprep: error: {config}: dataset #1 'lj': stages.filter.max_durations: unknown key\n"

@@ -149,7 +149,7 @@ def prefect_server(tmp_path: Path) -> Iterator[PrefectServer]:
 
 def _start_run(config: Path, out: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as handle:
-        return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--out",
+        return subprocess.Popen([sys.executable, "-m", "ttsprep.pipelines.cli", "run", "--config", str(config), "--out",
                                  str(out), "--workers", "2"], cwd=REPO_ROOT, env=env, stdout=handle,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 

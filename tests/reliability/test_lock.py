@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.lock import LOCK_NAME, output_lock
-from stages.errors import ConfigError
 from tests.helpers import write_ljspeech
+from ttsprep.pipelines.lock import LOCK_NAME, output_lock
+from ttsprep.stages.core.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-HOLDER = "import sys; from pathlib import Path; from pipelines.lock import output_lock\n" \
+HOLDER = "import sys; from pathlib import Path; from ttsprep.pipelines.lock import output_lock\n" \
          "with output_lock(Path(sys.argv[1])):\n    print('locked', flush=True)\n    sys.stdin.read()\n"
 
 
@@ -68,7 +68,7 @@ def test_a_second_run_on_the_same_output_exits_2_and_says_it_is_locked(tmp_path:
     config = tmp_path / "datasets.yaml"
     config.write_text("datasets:\n  - name: lk\n    importer: ljspeech\n    root: LJ\n", encoding="utf-8")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--out", str(out)]
+    command = [sys.executable, "-m", "ttsprep.pipelines.cli", "run", "--config", str(config), "--out", str(out)]
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     first = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)

@@ -1,4 +1,4 @@
-"""stages.conditioning and stages.signal_quality on generated signals and real speech."""
+"""ttsprep.stages.step2_audio.conditioning and ttsprep.stages.step2_audio.signal_quality on generated signals and real speech."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.conditioning import _loudness_lufs, condition_audio, highpass, normalize_loudness, remove_dc
-from stages.config import AudioConfig, LoudnessConfig, SplitConfig, TrimConfig
-from stages.errors import Rejected
-from stages.signal_quality import clipping_fraction, estimate_snr_db
 from tests.helpers import tone_bursts
+from ttsprep.stages.core.config import AudioConfig, LoudnessConfig, PauseConfig, TrimConfig
+from ttsprep.stages.core.errors import Rejected
+from ttsprep.stages.step2_audio.conditioning import (_loudness_lufs, condition_audio, highpass, normalize_loudness,
+                                                     remove_dc)
+from ttsprep.stages.step2_audio.signal_quality import clipping_fraction, estimate_snr_db
 
 LJ_CLIP = "ljspeech/LJSpeech-1.1/wavs/LJ001-0045.wav"
 ARCTIC_CLIP = "cmu_arctic/cmu_us_slt_arctic/wav/arctic_a0009.wav"
@@ -132,7 +133,7 @@ def test_peak_normalisation_and_short_clip_fallback():
 def test_condition_audio_trims_splits_and_normalises_bursts():
     sample_rate = 22050
     samples = tone_bursts(sample_rate, bursts=3, lead_s=0.5, burst_s=0.4, gap_s=0.7) + 0.05  # with a DC offset
-    cfg = AudioConfig(split=SplitConfig(min_silence_len_ms=500), highpass_hz=60.0)
+    cfg = AudioConfig(pauses=PauseConfig(min_silence_len_ms=500), highpass_hz=60.0)
     result = condition_audio(samples, sample_rate, cfg)
     assert result.samples.dtype == np.float32 and result.sample_rate == sample_rate
     assert result.samples.size == round((result.trim_end_s - result.trim_start_s) * sample_rate)

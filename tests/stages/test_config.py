@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.config import build_project, load_project
-from stages.errors import ConfigError
 from tests.helpers import write_ljspeech
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.step1_ingest.project import build_project, load_project
 
 
 @pytest.fixture

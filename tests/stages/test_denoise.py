@@ -12,11 +12,12 @@ import soundfile as sf
 from noisereduce.spectralgate.base import _smoothing_filter
 from scipy.signal import fftconvolve
 
-from stages.config import DenoiseConfig, FeatureConfig
-from stages.denoise import _smooth, denoise_method, denoise_with_noisereduce, mask_floor, spectral_gate
-from stages.features import LOG_MEL_FLOOR, extract_features, istft, stft
-from stages.signal_quality import estimate_snr_db
 from tests.helpers import tone_bursts
+from ttsprep.stages.core.config import DenoiseConfig, FeatureConfig
+from ttsprep.stages.step2_audio.denoise import (_smooth, denoise_method, denoise_with_noisereduce, mask_floor,
+                                                spectral_gate)
+from ttsprep.stages.step2_audio.signal_quality import estimate_snr_db
+from ttsprep.stages.step4_features.extract import LOG_MEL_FLOOR, extract_features, istft, stft
 
 CONFIG = FeatureConfig()  # n_fft 1024, hop 256: noisereduce's own STFT at every sample rate
 NO_PITCH = FeatureConfig(f0_method="none")

@@ -9,12 +9,12 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.config import DenoiseConfig, FeatureConfig
-from stages.errors import ConfigError
-from stages.features import extract_features, istft, stft
-from stages.frames import num_frames_for
-from stages.pitch import MIN_VOICED_FRAMES, dio_decimation, extract_f0, two_pass_range
 from tests.helpers import tone_bursts
+from ttsprep.stages.core.config import DenoiseConfig, FeatureConfig
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.core.frames import num_frames_for
+from ttsprep.stages.step4_features.extract import extract_features, istft, stft
+from ttsprep.stages.step4_features.pitch import MIN_VOICED_FRAMES, dio_decimation, extract_f0, two_pass_range
 
 NO_PITCH = FeatureConfig(f0_method="none")
 OFF = DenoiseConfig(method="none", mel_dither_lsb=0.0)  # librosa's mel exactly

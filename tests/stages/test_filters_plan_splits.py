@@ -3,11 +3,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from stages.config import FilterConfig, ShardConfig, SplitAssignConfig
-from stages.filters import apply_metadata_filters, cps_bounds
-from stages.plan import ShardSpec, content_key, load_plan, plan_shards, save_plan
-from stages.records import Utterance
-from stages.splits import assign_split, corpus_split, split_overlap
+from ttsprep.stages.core.config import FilterConfig, ShardConfig, SplitAssignConfig
+from ttsprep.stages.core.records import Utterance
+from ttsprep.stages.step1_ingest.filters import apply_metadata_filters, cps_bounds
+from ttsprep.stages.step1_ingest.plan import ShardSpec, content_key, load_plan, plan_shards, save_plan
+from ttsprep.stages.step1_ingest.splits import assign_split, corpus_split, split_overlap
 
 
 def utt(index: int, *, duration_s: float = 2.0, text: str = "hello world again", language: str = "en",
@@ -67,6 +67,24 @@ def test_plan_keeps_unchanged_shards_and_adds_new_ones(tmp_path):
     retyped = [utt(i) if i != 0 else replace(utt(i), text="a corrected transcript") for i in range(7)]
     fourth = plan_shards(retyped, first, cfg)
     assert first[0] not in fourth and first[1] in fourth and first[2] in fourth
+
+
+def test_small_shards_are_compacted_and_a_rerun_keeps_every_key():
+    cfg = ShardConfig(max_utterances=100)  # small: under 25 utterances
+    plan: list[ShardSpec] = []
+    for day in range(1, 41):  # one new file a day: a small shard that grows, never 40 one-row shards
+        plan = plan_shards([utt(i) for i in range(day)], plan, cfg)
+        sizes = sorted(len(s.members) for s in plan)
+        assert sizes == ([day] if day <= 25 else [day - 25, 25]), day  # at most one shard under 25
+    assert plan_shards([utt(i) for i in range(40)], plan, cfg) == plan  # no new data: unchanged
+    big = plan_shards([utt(i) for i in range(180)], plan, cfg)
+    full = next(spec for spec in plan if len(spec.members) == 25)
+    assert full in big and sorted(len(s.members) for s in big) == [25, 55, 100]  # the small one joined the new
+    one_more = plan_shards([utt(i) for i in range(181)], big, cfg)
+    assert all(spec in one_more for spec in big) and len(one_more) == 4  # shards over 25 are never dissolved
+    two_more = plan_shards([utt(i) for i in range(182)], one_more, cfg)
+    assert all(spec in two_more for spec in big) and sorted(len(s.members) for s in two_more) == [2, 25, 55, 100]
+    assert plan_shards([utt(i) for i in range(182)], two_more, cfg) == two_more
 
 
 def test_plan_respects_size_target():

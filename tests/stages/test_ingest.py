@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from stages.config import build_project
-from stages.ingest import ingest_dataset
 from tests.helpers import write_ljspeech
+from ttsprep.stages.step1_ingest.ingest import ingest_dataset
+from ttsprep.stages.step1_ingest.project import build_project
 
 
 def ingest(root: Path, tmp_path: Path):
@@ -21,7 +21,7 @@ def test_every_input_is_kept_or_rejected_with_a_reason(tmp_path):
     assert [u.utt_id for u in result.utterances] == ["lj:A-1"]
     reasons = sorted((r.utt_id, r.reason) for r in result.rejects)
     assert reasons == sorted([("lj:A-2", "missing_audio"), ("lj:A-3", "unreadable_audio"),
-                              ("lj:A-4", "unreadable_audio"), ("lj:A-1", "duplicate_id"),
+                              ("lj:A-4", "unreadable_audio"), ("lj:A-1#2", "duplicate_id"),
                               ("lj:../../../etc/passwd", "path_escapes_root"),
                               ("lj:metadata.csv:7", "malformed_metadata")])
     assert result.num_inputs == 7

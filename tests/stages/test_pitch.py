@@ -1,4 +1,4 @@
-"""F0 two passes and clean-up (stages/pitch.py, stages/pitch_refine.py) on synthetic voices of known F0."""
+"""F0 two passes and clean-up (stages/step4_features/pitch.py, stages/step4_features/pitch_refine.py) on synthetic voices of known F0."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stages import process
-from stages.config import StageConfig
-from stages.frames import num_frames_for
-from stages.pitch import PitchSettings, extract_f0, first_pass, final_pass, speaker_ranges
-from stages.pitch_refine import periodicity, refine_f0
-from stages.records import Utterance
+from ttsprep.stages.core.config import StageConfig
+from ttsprep.stages.core.frames import num_frames_for
+from ttsprep.stages.core.records import Utterance
+from ttsprep.stages.step4_features import acoustic_row
+from ttsprep.stages.step4_features.pitch import PitchSettings, extract_f0, final_pass, first_pass, speaker_ranges
+from ttsprep.stages.step4_features.pitch_refine import periodicity, refine_f0
 
 RATE, HOP = 22050, 256
 
@@ -127,7 +127,7 @@ def test_speaker_pass_narrows_a_speakers_range_and_falls_back_per_utterance(tmp_
     config = StageConfig.model_validate({"features": {"f0_speaker_min_utterances": 5,
                                                       "speaker_f0_range": {"fixed": [150.0, 300.0]}},
                                          })
-    rows, ranges = process.acoustic_rows([*many, single, explicit], config)
+    rows, ranges = acoustic_row.acoustic_rows([*many, single, explicit], config)
     assert ranges["low"]["source"] == "speaker" and ranges["low"]["utterances"] == 5
     low_floor, low_ceil = ranges["low"]["floor_hz"], ranges["low"]["ceil_hz"]
     assert 71.0 < low_floor < 110.0 and 130.0 < low_ceil < 300.0
@@ -139,7 +139,7 @@ def test_speaker_pass_narrows_a_speakers_range_and_falls_back_per_utterance(tmp_
         spk = ranges[utt.speaker]
         assert voiced.mean() > 0.7
         assert np.all((f0[voiced] >= spk["floor_hz"]) & (f0[voiced] <= spk["ceil_hz"]))
-    single_alone = process.acoustic_row(single, config)
+    single_alone = acoustic_row.acoustic_row(single, config)
     np.testing.assert_array_equal(single_alone["f0"], rows["s0"]["f0"])
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import prepare
-from stages import process
-from stages.config import load_project
-from stages.layout import DatasetLayout
 from tests.helpers import write_ljspeech
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.step1_ingest.plan import ingest_and_plan
+from ttsprep.stages.step1_ingest.project import load_project
+from ttsprep.stages.step4_features import acoustic_row
+from ttsprep.stages.step6_shards import process
 
 TEXTS = {f"R-{i:02d}": f"Reading number {i} of {i * 7} apples." for i in range(4)}
 
@@ -26,7 +27,7 @@ def _write_config(tmp_path: Path, stages: str) -> Path:
 
 def _run(config: Path, out: Path) -> list[process.ShardSummary]:
     dataset = load_project(config).datasets[0]
-    planned = prepare.ingest_and_plan(str(config), "tiny", str(out))
+    planned = ingest_and_plan(dataset, out)
     layout = DatasetLayout(out, "tiny")
     return [process.process_shard(layout, name, key, dataset.config) for name, key in planned.shards]
 
@@ -52,8 +53,8 @@ def test_text_change_reuses_audio_and_features(corpus, monkeypatch):
     def no_audio_work(*args, **kwargs):
         raise AssertionError("audio was processed again")
 
-    monkeypatch.setattr(process, "acoustic_row", no_audio_work)
-    monkeypatch.setattr(process, "_acoustic_first_pass", no_audio_work)  # what the shard's F0 passes call
+    monkeypatch.setattr(acoustic_row, "acoustic_row", no_audio_work)
+    monkeypatch.setattr(acoustic_row, "_acoustic_first_pass", no_audio_work)  # what the shard's F0 passes call
     (second,) = _run(_write_config(corpus, "text: {enabled: true}"), out)
     assert second.key != first.key and not second.skipped
     assert second.reused_acoustics == 3 and second.num_rows == 3

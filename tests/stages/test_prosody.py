@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.errors import InvariantViolation, Rejected
-from stages.prosody import interpolate_f0, normalise, token_means
+from ttsprep.stages.core.errors import InvariantViolation, Rejected
+from ttsprep.stages.step5_durations.token_prosody import interpolate_f0, normalise, token_means
 
 
 def loop_token_means(values, durations, voiced, r):
@@ -101,7 +101,7 @@ def test_normalise():
 
 
 def test_token_prosody_is_normalised_with_the_speaker_or_global_statistics():
-    from stages.prosody import normalise_token_prosody
+    from ttsprep.stages.step5_durations.token_prosody import normalise_token_prosody
 
     stats = {"global": {"log_f0": {"mean": np.log(100.0), "std": 0.5}, "energy": {"mean": 2.0, "std": 4.0}},
              "speakers": {"a": {"log_f0": {"mean": np.log(200.0), "std": 0.25}, "energy": {"mean": 1.0, "std": 1.0}},

@@ -1,4 +1,4 @@
-"""DNSMOS P.835 (``stages.quality``): scores of real speech, the windows it scores, the ``min_dnsmos`` filter
+"""DNSMOS P.835 (``ttsprep.stages.step2_audio.dnsmos``): scores of real speech, the windows it scores, the ``min_dnsmos`` filter
 and its configuration, and null columns when it is off (the default)."""
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import prepare
-from stages import process, quality
-from stages.audio_io import load_audio
-from stages.config import build_project, load_project
-from stages.errors import ConfigError
-from stages.layout import DatasetLayout
 from tests.helpers import write_ljspeech
+from ttsprep.stages.core.audio_io import load_audio
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.step1_ingest.plan import ingest_and_plan
+from ttsprep.stages.step1_ingest.project import build_project, load_project
+from ttsprep.stages.step2_audio import dnsmos as quality
+from ttsprep.stages.step6_shards import process
 
 LJ_CLIP = "ljspeech/LJSpeech-1.1/wavs/LJ001-0001.wav"  # 9.66 s: one window, as in speechmos
 TEXTS = {f"Q-{i:02d}": f"Quality check number {i}." for i in range(3)}
@@ -85,7 +86,7 @@ def _run(tmp_path: Path, features: str, filters: str = "") -> tuple[list[dict], 
                       f"{{min_snr_db: null{filters}}}, text: {{enabled: false}}, align: {{method: none}}, "
                       f"features: {{{features}}}}}\n")
     dataset = load_project(config).datasets[0]
-    planned = prepare.ingest_and_plan(str(config), "tiny", str(tmp_path / "out"))
+    planned = ingest_and_plan(dataset, tmp_path / "out")
     layout = DatasetLayout(tmp_path / "out", "tiny")
     ((name, key),) = planned.shards
     process.process_shard(layout, name, key, dataset.config)

@@ -17,16 +17,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from aligners.durations import token_edges_s
-from aligners.sequence import align_sequences
-from pipelines import prepare
-from stages.config import load_project
-from stages.finalize import finalize_dataset
-from stages.layout import DatasetLayout
-from stages.maps import write_symbol_maps
-from stages.process import process_shard
-from stages.schema import check_row_invariants
-from stages.vc_pairs import write_pairs
+from ttsprep.aligners.durations import token_edges_s
+from ttsprep.aligners.sequence import align_sequences
+from ttsprep.stages.core.schema import check_row_invariants
+from ttsprep.stages.run_dataset import run_dataset
+from ttsprep.stages.step1_ingest.project import load_project
+from ttsprep.stages.step7_finalize.maps import write_symbol_maps
 
 CONFIG = Path(__file__).resolve().parents[2] / "datasets.yaml"
 
@@ -35,13 +31,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "datasets.yaml"
 def processed(shared_corpora, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shared-out")
     for dataset in load_project(CONFIG).datasets:
-        summary = prepare.ingest_and_plan(str(CONFIG), dataset.name, str(out))
-        layout = DatasetLayout(out, dataset.name)
-        for name, key in summary.shards:
-            process_shard(layout, name, key, dataset.config, textgrid_dir=prepare.textgrid_dir(dataset, str(out)))
-        finalize_dataset(layout, dataset.config, prepare.plan_specs(str(out), dataset.name),
-                         num_inputs=summary.num_inputs, extra_reject_parts=[layout.ingest_rejects])
-        write_pairs(layout, dataset.config.pairs)
+        run_dataset(dataset, out, pairs=True)
     write_symbol_maps(out)
     return out
 

@@ -1,4 +1,4 @@
-"""stages.silence: pydub-exact silence detection (compared with pydub itself), trimming, pause splitting."""
+"""ttsprep.stages.step2_audio.silence: pydub-exact silence detection (compared with pydub itself), trimming, pause splitting."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from pydub import AudioSegment
 from pydub.silence import detect_nonsilent
 
-from stages.audio_io import encode_flac
-from stages.config import SplitConfig, TrimConfig
-from stages.errors import Rejected
-from stages.frames import num_frames_for
-from stages.silence import (clip_dbfs, detect_nonsilent_ms, segment_frames, split_at_pauses, to_pcm16,
-                            trim_silence)
 from tests.helpers import tone_bursts
+from ttsprep.stages.core.audio_io import encode_flac
+from ttsprep.stages.core.config import PauseConfig, TrimConfig
+from ttsprep.stages.core.errors import Rejected
+from ttsprep.stages.core.frames import num_frames_for
+from ttsprep.stages.step2_audio.silence import (clip_dbfs, detect_nonsilent_ms, segment_frames, split_at_pauses,
+                                                to_pcm16, trim_silence)
 
 #: ~14 s of real speech at four sample rates, wav and flac; pydub takes ~0.2 s per second of audio here.
 REAL_CLIPS = [
@@ -213,13 +213,13 @@ def test_webrtcvad_rejects_silence():
 def test_split_at_pauses_of_tone_bursts():
     sample_rate = 22050
     samples = tone_bursts(sample_rate, bursts=3, lead_s=0.0, burst_s=0.4, gap_s=0.6)[: int(2.6 * sample_rate)]
-    segments = split_at_pauses(samples, sample_rate, SplitConfig(min_silence_len_ms=400))
+    segments = split_at_pauses(samples, sample_rate, PauseConfig(min_silence_len_ms=400))
     assert len(segments) == 3
     pause_middles_s = [0.4 + 0.3, 1.4 + 0.3]  # bursts at [0, 0.4), [1.0, 1.4), [2.0, 2.4)
     for (_, boundary), middle_s in zip(segments[:-1], pause_middles_s):
         assert abs(boundary / sample_rate - middle_s) < 0.1
-    assert split_at_pauses(samples, sample_rate, SplitConfig(min_silence_len_ms=700)) == [(0, samples.size)]
-    assert split_at_pauses(samples, sample_rate, SplitConfig(enabled=False)) == [(0, samples.size)]
+    assert split_at_pauses(samples, sample_rate, PauseConfig(min_silence_len_ms=700)) == [(0, samples.size)]
+    assert split_at_pauses(samples, sample_rate, PauseConfig(enabled=False)) == [(0, samples.size)]
 
 
 @settings(max_examples=30, deadline=None)
@@ -227,7 +227,7 @@ def test_split_at_pauses_of_tone_bursts():
        min_silence_len_ms=st.integers(50, 800), hop_length=st.sampled_from([64, 256, 300]))
 def test_split_segments_tile_the_input_and_frames_sum(seed, bursts, gap_s, min_silence_len_ms, hop_length):
     samples = tone_bursts(16000, bursts=bursts, gap_s=gap_s, burst_s=0.25, seed=seed)
-    segments = split_at_pauses(samples, 16000, SplitConfig(min_silence_len_ms=min_silence_len_ms))
+    segments = split_at_pauses(samples, 16000, PauseConfig(min_silence_len_ms=min_silence_len_ms))
     assert segments[0][0] == 0 and segments[-1][1] == samples.size
     assert all(end == next_start for (_, end), (next_start, _) in zip(segments, segments[1:]))
     assert all(start < end for start, end in segments)

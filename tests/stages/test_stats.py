@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from stages import stats
-from stages.errors import InvariantViolation
-from stages.stats import TRIM_QUANTILE, RunningStats
+from ttsprep.stages.core.errors import InvariantViolation
+from ttsprep.stages.step6_shards import stats
+from ttsprep.stages.step6_shards.stats import TRIM_QUANTILE, RunningStats
 
 
 def utterance(rng: np.random.Generator, num_frames: int, f0_hz: float, n_mels: int = 4) -> dict[str, np.ndarray]:

@@ -11,19 +11,19 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipelines import prepare
-from stages import tacotron_durations
-from stages.errors import ConfigError
-from stages.finalize import finalize_dataset
-from stages.layout import DatasetLayout
-from stages.maps import write_symbol_maps
-from stages.process import process_shard
-from stages.schema import check_row_invariants
-from stages.tacotron_durations import (add_shard_durations, aligner_maps, check_ready, checkpoint_digest,
-                                       train_on_shards)
 from tests.helpers import write_ljspeech
-from train.shards import load_shard_set, load_symbol_maps
-from train.tacotron2_trainer import load_tacotron2
+from ttsprep.stages.core.errors import ConfigError
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.core.schema import check_row_invariants
+from ttsprep.stages.run_dataset import run_dataset
+from ttsprep.stages.step1_ingest.project import load_project
+from ttsprep.stages.step7_finalize.finalize import finalize_dataset
+from ttsprep.stages.step7_finalize.maps import write_symbol_maps
+from ttsprep.stages.step6_shards import writer
+from ttsprep.stages.step7_finalize.tacotron_durations import (add_shard_durations, aligner_maps, check_ready,
+                                                              checkpoint_digest, train_on_shards)
+from ttsprep.train.shards import load_shard_set, load_symbol_maps
+from ttsprep.train.tacotron2_trainer import load_tacotron2
 
 R, HOP_LENGTH, N_MELS = 2, 512, 80
 TINY_MODEL = dict(embedding_dim=16, encoder_dim=16, encoder_kernel_size=3, attention_rnn_dim=32, attention_dim=16,
@@ -45,13 +45,7 @@ def build_output(root: Path, texts: dict[str, str], align: str) -> tuple[Path, P
                       f"      features: {{hop_length: {HOP_LENGTH}}}\n"
                       f"      align: {{method: tacotron2, reduction_factor: {R}, {align}}}\n")
     out = root / "out"
-    ingested = prepare.ingest_and_plan(str(config), "tiny", str(out))
-    dataset = prepare.load_dataset(str(config), "tiny")
-    layout = DatasetLayout(out, "tiny")
-    for name, key in ingested.shards:
-        process_shard(layout, name, key, dataset.config)
-    finalize_dataset(layout, dataset.config, prepare.plan_specs(str(out), "tiny"), num_inputs=ingested.num_inputs,
-                     extra_reject_parts=[layout.ingest_rejects])
+    run_dataset(load_project(config).datasets[0], out)
     write_symbol_maps(out)
     return config, out
 
@@ -82,7 +76,7 @@ def lenient(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_durations_fill_the_shards_and_rejects_reach_the_ledger(lenient, monkeypatch):
     config_path, out = lenient
-    dataset = prepare.load_dataset(str(config_path), "tiny")
+    dataset = load_project(config_path).datasets[0]
     layout = DatasetLayout(out, "tiny")
     index = check_ready(layout, dataset.config)
     assert index["counts"] == {"inputs": 5, "kept": 5, "rejected": 0, "rejected_by_reason": {}}
@@ -108,8 +102,7 @@ def test_durations_fill_the_shards_and_rejects_reach_the_ledger(lenient, monkeyp
         np.testing.assert_allclose(row["token_pitch"], voiced_mean_per_token(row), rtol=1e-5)
     assert any(np.asarray(row["token_pitch"]).max() > 100 for row in rows)  # the 160 Hz bursts show up
 
-    index = finalize_dataset(layout, dataset.config, prepare.plan_specs(str(out), "tiny"), num_inputs=5,
-                             extra_reject_parts=[layout.ingest_rejects])
+    index = finalize_dataset(layout, dataset.config, num_inputs=5)
     assert index["counts"] == {"inputs": 5, "kept": 4, "rejected": 1, "rejected_by_reason": {"too_few_frames": 1}}
     ledger = pq.read_table(layout.rejects).to_pylist()
     assert [(r["utt_id"], r["stage"], r["reason"]) for r in ledger] == [("tiny:S-04", "align", "too_few_frames")]
@@ -131,14 +124,14 @@ def test_durations_fill_the_shards_and_rejects_reach_the_ledger(lenient, monkeyp
         update={"attention_min_focus_rate": 1.0})})
     model, digest = load_tacotron2(resumed.checkpoint), checkpoint_digest(resumed.checkpoint)
     first = shard_names(layout)[0]
-    real_write = tacotron_durations.write_parquet
+    real_write = writer.write_parquet  # every shard file goes through the one shard writer
 
     def crash_on_shard(path: Path, *args, **kwargs) -> None:
         if path == layout.shard(first):
             raise OSError("disk full")
         real_write(path, *args, **kwargs)
 
-    monkeypatch.setattr(tacotron_durations, "write_parquet", crash_on_shard)
+    monkeypatch.setattr(writer, "write_parquet", crash_on_shard)
     with pytest.raises(OSError, match="disk full"):
         add_shard_durations(layout, first, model, maps, strict, digest)
     assert pq.read_table(layout.shard_rejects(first)).num_rows == 2  # written, while the shard still has both
@@ -146,15 +139,14 @@ def test_durations_fill_the_shards_and_rejects_reach_the_ledger(lenient, monkeyp
     for name in shard_names(layout):
         add_shard_durations(layout, name, model, maps, strict, digest)
     assert read_rows(layout) == []
-    index = finalize_dataset(layout, strict, prepare.plan_specs(str(out), "tiny"), num_inputs=5,
-                             extra_reject_parts=[layout.ingest_rejects])
+    index = finalize_dataset(layout, strict, num_inputs=5)
     assert index["counts"] == {"inputs": 5, "kept": 0, "rejected": 5,
                                "rejected_by_reason": {"attention_low_quality": 4, "too_few_frames": 1}}
 
 
 def test_check_ready_refuses_other_aligners_and_changed_configs(lenient):
     config_path, out = lenient
-    dataset = prepare.load_dataset(str(config_path), "tiny")
+    dataset = load_project(config_path).datasets[0]
     layout = DatasetLayout(out, "tiny")
     align = dataset.config.align
     with pytest.raises(ConfigError, match="align.method is 'mfa'"):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stages.errors import InvalidTranscript
-from stages.text import (PUNCTUATION, SPECIAL_TOKENS, build_language_map, build_speaker_map, build_vocab,
-                         encode, inventory, normalize_text, phonemize, phonemize_batch, symbol, write_table)
-from stages.text import g2p
+from ttsprep.stages.core.errors import InvalidTranscript
+from ttsprep.stages.step3_text import (PUNCTUATION, SPECIAL_TOKENS, build_language_map, build_speaker_map, build_vocab,
+                                       encode, g2p, inventory, normalize_text, phonemize, phonemize_batch, symbol,
+                                       write_table)
 
 CV = "common_voice/cv-corpus-6.1-2020-12-11"
 

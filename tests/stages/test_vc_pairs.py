@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stages.config import AudioConfig, FeatureConfig, PairsConfig
-from stages.layout import DatasetLayout
-from stages.vc_pairs import align_pair, write_pairs
+from ttsprep.stages.core.config import AudioConfig, FeatureConfig, PairsConfig
+from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.step7_finalize.vc_pairs import align_pair, write_pairs
 
 N_MELS = 40
 
@@ -75,10 +75,10 @@ def test_pair_list_and_speaker_filters(stretched, tmp_path):
 
 
 def test_real_vctk_pair_gives_a_monotonic_path_and_a_row(shared_corpora):
-    from stages.audio_io import load_audio
-    from stages.conditioning import condition_audio
-    from stages.features import extract_features
-    from stages.silence import segment_frames
+    from ttsprep.stages.core.audio_io import load_audio
+    from ttsprep.stages.step2_audio.conditioning import condition_audio
+    from ttsprep.stages.step2_audio.silence import segment_frames
+    from ttsprep.stages.step4_features.extract import extract_features
 
     audio, features = AudioConfig(sample_rate=22050), FeatureConfig()
     rows = {}

@@ -15,15 +15,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import train.dataset
-from stages.errors import InvariantViolation
-from stages.schema import shard_schema
-from stages.text.vocab import build_vocab, symbol
-from train.collate import Collate, TrainItem
-from train.dataset import ShardBatches, ShardDataset, ShardRowDataset
-from train.prosody import ProsodyNormaliser
-from train.sampler import BucketBatchSampler, WeightedBucketBatchSampler, balance_weights
-from train.shards import load_shard_set, load_symbol_maps, read_light_index
+import ttsprep.train.dataset
+from ttsprep.stages.core.errors import InvariantViolation
+from ttsprep.stages.core.schema import shard_schema
+from ttsprep.stages.step3_text.vocab import build_vocab, symbol
+from ttsprep.train.collate import Collate, TrainItem
+from ttsprep.train.dataset import ShardBatches, ShardDataset, ShardRowDataset
+from ttsprep.train.prosody import ProsodyNormaliser
+from ttsprep.train.sampler import BucketBatchSampler, WeightedBucketBatchSampler, balance_weights
+from ttsprep.train.shards import load_shard_set, load_symbol_maps, read_light_index
 
 N_MELS = 8
 ROWS_PER_SHARD = 40
@@ -92,7 +92,7 @@ def consumer_ids(toy, *, num_workers: int, world_size: int, epoch: int = 0) -> l
     for rank in range(world_size):
         for worker in range(num_workers):
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(train.dataset, "get_worker_info",
+                patch.setattr(ttsprep.train.dataset, "get_worker_info",
                               lambda worker=worker: SimpleNamespace(id=worker, num_workers=num_workers))
                 dataset = ShardDataset(toy.shard_set, toy.maps, features=(), rank=rank, world_size=world_size)
                 dataset.set_epoch(epoch)

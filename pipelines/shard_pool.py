@@ -1,0 +1,153 @@
+"""The local shard pool: worker processes that run ``process_shard`` and nothing else (no Prefect in them).
+
+The ``process-shard`` Prefect tasks run on threads of the flow's process (``ThreadPoolTaskRunner``, one
+thread per worker): states, retries, logs and timings are recorded there, as for any task. Each task hands
+its shard to this pool and waits for the summary. The computation stays in a separate process, so a native
+crash or an OOM kill of a worker (pyworld, pocketsphinx, espeak-ng, libsndfile) fails that shard's task
+(``BrokenProcessPool``), which is retried in a new pool and then becomes ``shard_failed`` ledger rows, while
+the run goes on. A worker imports only the shard stack: not Prefect (1.3-1.8 CPU-s per worker when Prefect's
+own process pool ran the tasks, plus 0.3-0.45 for its collections, prefect-dask and distributed), and it
+makes no API calls (Prefect's task engine in a worker made ~10 and a concurrency-slot call per task).
+
+Workers are spawned on demand (one per shard up to ``workers``), with one BLAS/OpenMP thread each, glibc
+told to keep freed memory (``keep_freed_memory``) and an exit that skips the interpreter's teardown
+(``_exit_now``: ~1 CPU-s and ~1 s of wall on the run's critical path per worker; a worker holds no state
+that needs finalising: every file it writes is complete and renamed before its result is returned).
+
+On Dask (``--dask-address``) there is no pool: the task runs ``run_shard`` in the Dask worker, as before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import sys
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+_CURRENT: list[ShardPool] = []
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def single_threaded_numerics() -> None:
+    """One BLAS/OpenMP thread per worker process, so workers don't oversubscribe (read by the libraries as
+    they load; ``process_shard`` also limits the thread pools already loaded, for bit-identical output)."""
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = "1"
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse (``M_TRIM_THRESHOLD`` 256 MB) and serve blocks up to 32 MB from
+    its heap (``M_MMAP_THRESHOLD``): otherwise every large per-utterance buffer (pyworld's, numpy temporaries)
+    is mapped afresh and page-faulted in, and the kernel's zeroing of those pages is paid per utterance.
+    Changes no result. False where the C library has no ``mallopt`` (not glibc)."""
+    libc = ctypes.CDLL(None)  # the symbols already loaded (libc's): no ``ldconfig -p`` run as find_library does
+    if not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))
+
+
+def _exit_now() -> None:
+    """The worker's last exit handler (registered last, so run first): flush and leave without the
+    interpreter's module teardown and garbage collection."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+def _initialize_worker() -> None:
+    single_threaded_numerics()
+    keep_freed_memory()
+    atexit.register(_exit_now)
+
+
+def preload() -> None:
+    """Import the shard stack (~0.6 CPU-s), so that a worker started ahead of its first shard has it ready."""
+    import ttsprep.stages.step6_shards.process  # noqa: F401
+
+
+def run_shard(dataset: Any, out_dir: str, shard: str, key: str) -> dict:
+    """Process one shard (``dataset``: a ``Dataset``) and return its summary as JSON-able data."""
+    from ttsprep.stages.core.layout import DatasetLayout
+    from ttsprep.stages.step5_durations.mfa_corpus import textgrid_dir
+    from ttsprep.stages.step6_shards.process import process_shard  # the signal-processing stack
+
+    single_threaded_numerics()
+    summary = process_shard(DatasetLayout(Path(out_dir), dataset.name), shard, key, dataset.config,
+                            textgrid_dir=textgrid_dir(dataset, Path(out_dir)))
+    return summary.to_json()
+
+
+class ShardPool:
+    """A ``ProcessPoolExecutor`` of ``workers`` spawned processes, replaced by a new one when a worker dies.
+
+    A dead worker breaks the executor and fails every call in flight, not only the one that killed it, and
+    which one did is unknown. So each call that a break fails is run again at once, alone in a process of its
+    own (one such process at a time): a shard that was only in the wrong place completes there, and the
+    shard that kills its process fails again and raises ``BrokenProcessPool`` (its task's retry, then the
+    ``shard_failed`` ledger rows).
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._isolated = threading.Lock()
+
+    def _current_executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                     initializer=_initialize_worker)
+            return self._executor
+
+    def start(self) -> None:
+        """Start one worker now and have it import the shard stack, while the caller goes on (the flow's API
+        round trips before the first shard reaches the pool: ~0.5 s of a run's wall time)."""
+        self._current_executor().submit(preload)
+
+    def run(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` in a worker; raises what it raised, or ``BrokenProcessPool`` if its process died."""
+        executor = self._current_executor()
+        try:
+            return executor.submit(function, *args).result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._executor is executor:
+                    self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
+        with self._isolated, ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_initialize_worker) as alone:
+            return alone.submit(function, *args).result()
+
+    def close(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def local_pool(workers: int, pool: ShardPool | None = None) -> Iterator[ShardPool]:
+    """The pool (``pool``, else a new one) ``process-shard`` tasks of this process use until the block ends
+    (then its workers exit)."""
+    pool = pool or ShardPool(workers)
+    _CURRENT.append(pool)
+    try:
+        yield pool
+    finally:
+        _CURRENT.remove(pool)
+        pool.close()
+
+
+def current() -> ShardPool | None:
+    """The innermost ``local_pool`` of this process, ``None`` outside one (a Dask worker)."""
+    return _CURRENT[-1] if _CURRENT else None

@@ -1,0 +1,82 @@
+"""The local shard pool: shards in Prefect-free worker processes, and a worker that dies natively (a segfault, an
+OOM kill) costs its shard alone: ``shard_failed`` ledger rows, while the run and the other shards go on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import write_ljspeech
+from ttsprep.pipelines import shard_pool
+
+DOOMED_SHARD = "part-00001"
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _omp_threads() -> str | None:
+    return os.environ.get("OMP_NUM_THREADS")
+
+
+def _imported(names: list[str]) -> list[str]:
+    return [name for name in names if name in sys.modules]
+
+
+def _run_shard_or_die(dataset, out_dir: str, shard: str, key: str) -> dict:
+    """``run_shard``, except that the process running ``DOOMED_SHARD`` is killed, as the OOM killer would."""
+    if shard == DOOMED_SHARD:
+        _die()
+    return shard_pool.run_shard(dataset, out_dir, shard, key)
+
+
+def test_a_dead_worker_fails_its_call_alone_and_the_pool_goes_on():
+    pool = shard_pool.ShardPool(2)
+    try:
+        first = pool.run(os.getpid)
+        with pytest.raises(BrokenProcessPool):
+            pool.run(_die)
+        assert pool.run(os.getpid) not in (first, os.getpid())  # a new worker process
+        # workers hold no Prefect and no thread pools beyond one thread
+        assert pool.run(_imported, ["prefect", "prefect_dask", "distributed"]) == []
+        assert pool.run(_omp_threads) == "1"
+    finally:
+        pool.close()
+
+
+def test_the_shard_worker_imports_neither_prefect_nor_the_unused_stacks():
+    """What a shard worker imports for English text and the default settings: no Prefect, no scipy.signal
+    (0.65 CPU-s: pyloudnorm, windows, the mel filterbank and the pitch median are computed here), no G2P
+    stack of other languages, no librosa, no pyarrow dataset layer."""
+    script = ("import sys, ttsprep.pipelines.shard_pool, ttsprep.stages.step6_shards.process; print(sorted(m for m in "
+              "('prefect', 'scipy.signal', 'scipy.ndimage', 'pyloudnorm', 'pypinyin', 'cn2an', 'pyopenjtalk', "
+              "'phonemizer', 'librosa.filters', 'pyarrow.dataset', 'torch', 'noisereduce') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True).stdout
+    assert found.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_shard_whose_worker_is_killed_becomes_shard_failed_rows(prefect_harness, tmp_path: Path, monkeypatch):
+    from ttsprep.pipelines.flows import ttsprep_run
+
+    write_ljspeech(tmp_path / "LJ", {f"K-{i}": f"Sentence number {i}." for i in range(4)})
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  - name: kill\n    importer: ljspeech\n    root: LJ\n"
+                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}, align: {method: none}}\n",
+                      encoding="utf-8")
+    monkeypatch.setattr(shard_pool, "run_shard", _run_shard_or_die)  # the task looks it up when it runs
+
+    counts = ttsprep_run(str(config), str(tmp_path / "out"), workers=2)["kill"]
+
+    assert counts == {"inputs": 4, "kept": 2, "rejected": 2, "rejected_by_reason": {"shard_failed": 2}}
+    rejects = pq.read_table(tmp_path / "out" / "kill" / "rejects.parquet").to_pylist()
+    assert {row["reason"] for row in rejects} == {"shard_failed"}
+    assert all("BrokenProcessPool" in row["detail"] for row in rejects)
