@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from ttsprep.stages.core.layout import DatasetLayout
+from ttsprep.stages.step7_finalize.report_html import shortened
 
 TOP_SPEAKERS = 10  # speakers listed in the summary artifact (largest by hours)
 
@@ -58,7 +59,7 @@ def summary_markdown(dataset: str, out_dir: str, index: dict) -> str:
     for by in ("split", "language"):
         lines += [f"| {by} | {key} | {value:.3f} |" for key, value in hours[f"by_{by}"].items()]
     speakers = sorted(hours["by_speaker"].items(), key=lambda item: -item[1])
-    lines += [f"| speaker | {_short(key)} | {value:.3f} |" for key, value in speakers[:TOP_SPEAKERS]]
+    lines += [f"| speaker | {shortened(key)} | {value:.3f} |" for key, value in speakers[:TOP_SPEAKERS]]
     if len(speakers) > TOP_SPEAKERS:
         lines.append(f"| speaker | {len(speakers) - TOP_SPEAKERS} more | "
                      f"{sum(v for _, v in speakers[TOP_SPEAKERS:]):.3f} |")
@@ -68,7 +69,3 @@ def summary_markdown(dataset: str, out_dir: str, index: dict) -> str:
         lines += [f"| {name} | {rows} |" for name, rows in alignment["rows_by_aligner"].items()]
     return "\n".join(lines) + "\n"
 
-
-def _short(speaker: str) -> str:
-    """Common Voice's 128-character client ids, shortened for a table cell."""
-    return speaker if len(speaker) <= 24 else f"{speaker[:8]}…"

@@ -12,7 +12,7 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import Flow, flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
 from prefect.futures import as_completed
@@ -40,16 +40,10 @@ from ttsprep.stages.step7_finalize.speaker_check import update_similar_speakers
 STAGES = ("ingest", "shards", "finalize")
 
 
-def _subflow_name(stage: str):
-    """A subflow run's name: its stage and the parent run's name (``shards of datasets 2026-12-06 03:00:00``)."""
-    def name() -> str:
-        if not flow_run.parent_flow_run_id:
-            return stage
-        from prefect.client.orchestration import get_client
-
-        with get_client(sync_client=True) as client:
-            return f"{stage} of {client.read_flow_run(flow_run.root_flow_run_id).name}"
-    return name
+def _of_this_run(subflow: Flow, stage: str) -> Flow:
+    """``subflow`` with a run name after the run calling it (``shards of datasets 2026-12-06 03:00:00``); the
+    caller's name comes from its run context, no API call."""
+    return subflow.with_options(flow_run_name=f"{stage} of {flow_run.name}")
 
 
 def _run_name() -> str:
@@ -57,7 +51,7 @@ def _run_name() -> str:
     return run_name(flow_run.parameters.get("config_path", "ttsprep"))
 
 
-@flow(name="ingest", flow_run_name=_subflow_name("ingest"))
+@flow(name="ingest")
 def ingest_flow(datasets: list[Dataset], out_dir: str) -> list[IngestSummary]:
     """Ingest and plan every dataset, concurrently (the work is file I/O and header probes)."""
     logger = get_run_logger()
@@ -75,7 +69,7 @@ def ingest_flow(datasets: list[Dataset], out_dir: str) -> list[IngestSummary]:
     return summaries
 
 
-@flow(name="shards", flow_run_name=_subflow_name("shards"))
+@flow(name="shards")
 def shards_flow(datasets: list[Dataset], out_dir: str, work: list[tuple[str, str, str]]) -> list[dict]:
     """Process shards ``(dataset, shard, key)`` of every dataset in one parallel pool (the flow's task runner).
 
@@ -116,7 +110,7 @@ def shard_line(dataset: str, summary: dict) -> str:
             f"{summary['audio_seconds']:.1f} s of audio{speed}")
 
 
-@flow(name="finalize", flow_run_name=_subflow_name("finalize"))
+@flow(name="finalize")
 def finalize_flow(datasets: list[Dataset], out_dir: str, num_inputs: dict[str, int]) -> dict[str, dict]:
     """Per dataset (``num_inputs``: dataset -> its input count): ledger, statistics and index, voice-conversion
     pairs, report and artifacts. Returns each dataset's ``index.json``."""
@@ -157,7 +151,7 @@ def finalize_changed(datasets: list[Dataset], out_dir: str, num_inputs: dict[str
         indexes[dataset.name] = finalized_index(layout, finalize_key(dataset.config, layout, num_inputs[dataset.name]))
     changed = [dataset for dataset in datasets if indexes[dataset.name] is None]
     if changed:
-        indexes.update(finalize_flow(changed, out_dir, num_inputs))
+        indexes.update(_of_this_run(finalize_flow, "finalize")(changed, out_dir, num_inputs))
     for dataset in datasets:
         if dataset not in changed:
             get_run_logger().info("%s: shards, ledger and settings unchanged: index, pairs and report kept",
@@ -229,7 +223,7 @@ def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chos
     project = load_project(Path(config_path))
     chosen_datasets = project.select(datasets)
     check_project(project, chosen_datasets, layout=False)  # the CLI read the layouts before starting Prefect
-    ingested = ingest_flow(chosen_datasets, out_dir)
+    ingested = _of_this_run(ingest_flow, "ingest")(chosen_datasets, out_dir)
     table = [{"dataset": i.dataset, "inputs": i.num_inputs, "ingested": i.num_ingested,
               "rejected_before_audio": i.num_rejected, "shards": len(i.shards)} for i in ingested]
     failed_shards: list[str] = []
@@ -240,8 +234,8 @@ def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chos
         work = _pending(out_dir, ingested)
         logger.info("%d shards to process, %d unchanged", len(work), sum(len(i.shards) for i in ingested) - len(work))
         if work:
-            done = shards_flow.with_options(task_runner=_task_runner(workers, dask_address))(chosen_datasets, out_dir,
-                                                                                             work)
+            shards = _of_this_run(shards_flow, "shards").with_options(task_runner=_task_runner(workers, dask_address))
+            done = shards(chosen_datasets, out_dir, work)
             failed_shards = [f"{s['dataset']}/{s['name']}" for s in done if s.get("failed")]
     results: dict[str, dict] = {row["dataset"]: row for row in table}
     if "finalize" in chosen and "shards" in chosen:

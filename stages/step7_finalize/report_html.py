@@ -65,7 +65,12 @@ def short_id(name: str | None) -> str:
     if len(text) <= SHORT_ID_ABOVE:
         return html.escape(text)
     full = html.escape(text, quote=True)
-    return f'<span class="id" title="{full}" data-full="{full}">{html.escape(text[:SHORT_ID_CHARS])}…</span>'
+    return f'<span class="id" title="{full}" data-full="{full}">{html.escape(shortened(text))}</span>'
+
+
+def shortened(text: str) -> str:
+    """``text`` as a table shows it: over SHORT_ID_ABOVE characters, its first SHORT_ID_CHARS + "…"."""
+    return text if len(text) <= SHORT_ID_ABOVE else f"{text[:SHORT_ID_CHARS]}…"
 
 
 def player_html(samples: np.ndarray, sample_rate: int, utt_id: str, kind: str, caption: str, *,

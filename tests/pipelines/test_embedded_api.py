@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,20 +17,25 @@ import httpx
 import pytest
 
 from tests.helpers import write_ljspeech
-from tests.pipelines.services import embedded_servers
+from tests.pipelines.services import embedded_servers, service_env
 from ttsprep.pipelines.prefect_api import STATE_FILE, read_local_state, stop_local
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def _tiny_project(root: Path, name: str, num_clips: int, shards: str = "") -> Path:
+    """``root/datasets.yaml``: dataset ``name``, ``num_clips`` tone-burst clips in LJSpeech layout, no aligner."""
+    write_ljspeech(root / "LJ", {f"T-{i}": f"Sentence number {i}." for i in range(num_clips)})
+    config = root / "datasets.yaml"
+    config.write_text(f"datasets:\n  - name: {name}\n    importer: ljspeech\n    root: LJ\n"
+                      f"    stages: {{{shards}filter: {{min_snr_db: null}}, align: {{method: none}}}}\n", encoding="utf-8")
+    return config
+
+
 @pytest.mark.slow
 def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
-    write_ljspeech(tmp_path / "LJ", {f"E-{i}": f"Sentence number {i}." for i in range(3)})
-    config = tmp_path / "datasets.yaml"
-    config.write_text("datasets:\n  - name: emb\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {shards: {max_utterances: 2}, filter: {min_snr_db: null}, align: {method: none}}\n", encoding="utf-8")
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), TTSPREP_PROGRESS="0", TTSPREP_SERVER="embedded")
+    config = _tiny_project(tmp_path, "emb", 3, "shards: {max_utterances: 2}, ")
+    env = {**service_env(tmp_path / "prefect"), "TTSPREP_PROGRESS": "0", "TTSPREP_SERVER": "embedded"}
     command = [sys.executable, "-m", "ttsprep.pipelines.cli", "run", "--config", str(config), "--out", str(tmp_path / "out"),
                "--workers", "2"]
 
@@ -62,13 +66,9 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
 
 @pytest.mark.slow
 def test_the_local_server_outlives_a_run_is_reused_and_stops_on_request(tmp_path: Path):
-    write_ljspeech(tmp_path / "LJ", {f"L-{i}": f"Sentence number {i}." for i in range(2)})
-    config = tmp_path / "datasets.yaml"
-    config.write_text("datasets:\n  - name: loc\n    importer: ljspeech\n    root: LJ\n"
-                      "    stages: {filter: {min_snr_db: null}, align: {method: none}}\n", encoding="utf-8")
+    config = _tiny_project(tmp_path, "loc", 2)
     home = tmp_path / "prefect"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), TTSPREP_PROGRESS="0", TTSPREP_SERVER="local", TTSPREP_SERVER_PORT="0")
+    env = {**service_env(home), "TTSPREP_PROGRESS": "0", "TTSPREP_SERVER": "local", "TTSPREP_SERVER_PORT": "0"}
     cli = [sys.executable, "-m", "ttsprep.pipelines.cli"]
     try:
         runs = [subprocess.run([*cli, "run", "--config", str(config), "--out", str(tmp_path / f"out{n}")], cwd=REPO_ROOT,
