@@ -40,10 +40,11 @@ from ttsprep.stages.step7_finalize.speaker_check import update_similar_speakers
 STAGES = ("ingest", "shards", "finalize")
 
 
-def _of_this_run(subflow: Flow, stage: str) -> Flow:
-    """``subflow`` with a run name after the run calling it (``shards of datasets 2026-12-06 03:00:00``); the
-    caller's name comes from its run context, no API call."""
-    return subflow.with_options(flow_run_name=f"{stage} of {flow_run.name}")
+def _of_this_run(subflow: Flow, stage: str, **options) -> Flow:
+    """``subflow`` with a run name after the run calling it (``shards of datasets 2026-12-06 03:00:00``) and any
+    other ``with_options`` ``options``, in one copy (each copy builds its parameters' schema anew); the caller's
+    name comes from its run context, no API call."""
+    return subflow.with_options(flow_run_name=f"{stage} of {flow_run.name}", **options)
 
 
 def _run_name() -> str:
@@ -88,7 +89,8 @@ def shards_flow(datasets: list[Dataset], out_dir: str, work: list[tuple[str, str
             dataset, name = futures[future]
             outcome = future.result(raise_on_failure=False)
             if isinstance(outcome, BaseException):
-                logger.error("%s/%s failed: %r; its utterances go to the ledger as shard_failed", dataset, name, outcome)
+                logger.error("%s/%s failed: %r; its utterances go to the ledger as shard_failed", dataset, name,
+                             outcome)
                 outcome = record_failed_shard(DatasetLayout(Path(out_dir), dataset), name, by_name[dataset].config,
                                               repr(outcome)).to_json()
                 outcome["failed"] = True
@@ -181,7 +183,8 @@ def _pending(out_dir: str, ingested: list[IngestSummary]) -> list[tuple[str, str
             if completed_summary(DatasetLayout(Path(out_dir), summary.dataset), name, key) is None]
 
 
-@flow(name="ttsprep-run", flow_run_name=_run_name, on_completion=[notify.flow_state_hook], on_failure=[notify.flow_state_hook])
+@flow(name="ttsprep-run", flow_run_name=_run_name, on_completion=[notify.flow_state_hook],
+      on_failure=[notify.flow_state_hook])
 def ttsprep_run(config_path: str, out_dir: str, datasets: list[str] | None = None,
                 stages: list[str] | None = None, workers: int | None = None,
                 dask_address: str | None = None) -> dict[str, dict]:
@@ -234,7 +237,7 @@ def _run_stages(config_path: str, out_dir: str, datasets: list[str] | None, chos
         work = _pending(out_dir, ingested)
         logger.info("%d shards to process, %d unchanged", len(work), sum(len(i.shards) for i in ingested) - len(work))
         if work:
-            shards = _of_this_run(shards_flow, "shards").with_options(task_runner=_task_runner(workers, dask_address))
+            shards = _of_this_run(shards_flow, "shards", task_runner=_task_runner(workers, dask_address))
             done = shards(chosen_datasets, out_dir, work)
             failed_shards = [f"{s['dataset']}/{s['name']}" for s in done if s.get("failed")]
     results: dict[str, dict] = {row["dataset"]: row for row in table}

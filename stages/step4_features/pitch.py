@@ -15,18 +15,22 @@ Harvest's cost grows steeply with its search range (LJ001-0001: 2.7x realtime at
 (``two_pass_range``, the two-pass method of De Looze & Hirst 2008, as used with Praat).
 
 Two passes (``first_pass`` / ``final_pass``): a DIO pass over the configured (wide) range, octave- and
-range-corrected by ``ttsprep.stages.step4_features.pitch_refine.refine_f0`` (no voicing decision), gives each speaker's range (``speaker_ranges``: Hirst's quartile rule over
-the speaker's utterances in the shard, per utterance where the speaker has too few); the final F0 is the same
-DIO track corrected into that range (octave folding, NCCF voicing), or Harvest searching it. Correcting
-rather than re-tracking: re-running DIO in the narrow range cost ~1.6 ms per audio second more and decided
-voicing worse against RAPT (``bench/bench_f0_accuracy.py``). ``extract_f0`` does both passes on one utterance.
+range-corrected by ``ttsprep.stages.step4_features.pitch_refine.refine_f0`` (no voicing decision), gives each
+speaker's range (``speaker_ranges``: Hirst's quartile rule over the speaker's utterances in the shard, per utterance
+where the speaker has too few); the final F0 is the same DIO track corrected into that range (octave folding, NCCF
+voicing), or Harvest searching it. Correcting rather than re-tracking: re-running DIO in the narrow range cost ~1.6
+ms per audio second more and decided voicing worse against RAPT (``bench/bench_f0_accuracy.py``). ``extract_f0``
+does both passes on one utterance.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import importlib.util
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -40,11 +44,25 @@ from ttsprep.stages.step4_features.pitch_swift import swift_f0_track
 
 @functools.cache
 def _pyworld():
-    """pyworld, imported where a shard needs DIO or Harvest (with pkg_resources, ~0.1 CPU-s per worker)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # pyworld 0.3.5 imports the deprecated pkg_resources
-        import pyworld
-    return pyworld
+    """pyworld's compiled module (``dio``, ``stonemask``, ``harvest``), loaded where a shard needs DIO or Harvest.
+
+    Loaded from its file, without the package's ``__init__``: that only imports the deprecated pkg_resources
+    to read pyworld's version (0.13 CPU-s per worker, a third of what the F0 of a 200-utterance shard costs
+    beyond DIO itself). Falls back to ``import pyworld`` where the package has no such file."""
+    package = importlib.util.find_spec("pyworld")
+    folder = Path(package.origin).parent if package is not None and package.origin else None
+    compiled = [path for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                for path in (folder.glob(f"pyworld{suffix}") if folder else ())]
+    if not compiled:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # pyworld 0.3.5 imports the deprecated pkg_resources
+            import pyworld
+        return pyworld
+    spec = importlib.util.spec_from_file_location("pyworld.pyworld", compiled[0])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 F0Method = Literal["dio", "harvest", "swift_f0", "none"]
 RangeMode = Literal["speaker", "utterance", "configured"]
@@ -94,8 +112,8 @@ class FirstPass:
 
 def first_pass(samples: np.ndarray, sample_rate: int, hop_length: int, num_frames: int,
                settings: PitchSettings) -> FirstPass:
-    """DIO + StoneMask over ``settings``' range at the analysis rate (or SwiftF0, ``ttsprep.stages.step4_features.pitch_swift``),
-    and its clean-up (``refine_f0``)."""
+    """DIO + StoneMask over ``settings``' range at the analysis rate (or SwiftF0,
+    ``ttsprep.stages.step4_features.pitch_swift``), and its clean-up (``refine_f0``)."""
     rate = sample_rate if settings.analysis_rate is None else min(sample_rate, settings.analysis_rate)
     if samples.size * rate < sample_rate:  # under one sample at the analysis rate: soxr would return none
         rate = sample_rate

@@ -3,6 +3,7 @@ OOM kill) costs its shard alone: ``shard_failed`` ledger rows, while the run and
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -48,6 +49,19 @@ def test_a_dead_worker_fails_its_call_alone_and_the_pool_goes_on():
         # workers hold no Prefect and no thread pools beyond one thread
         assert pool.run(_imported, ["prefect", "prefect_dask", "distributed"]) == []
         assert pool.run(_omp_threads) == "1"
+    finally:
+        pool.close()
+
+
+def test_the_first_call_goes_to_the_worker_started_ahead_of_it():
+    """``start`` makes a worker and has it import the shard stack; a call made while that import runs waits for
+    it instead of spawning a second process that would import everything again (one shard: one process)."""
+    pool = shard_pool.ShardPool(2)
+    try:
+        pool.start()
+        pool.run(os.getpid)
+        assert len(multiprocessing.active_children()) == 1
+        assert pool.run(_imported, ["ttsprep.stages.step6_shards.process"]) == ["ttsprep.stages.step6_shards.process"]
     finally:
         pool.close()
 
