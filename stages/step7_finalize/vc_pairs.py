@@ -96,8 +96,10 @@ def _cosine(a, b) -> float | None:
 
 
 def write_pairs(layout: DatasetLayout, config: PairsConfig) -> int:
-    """Write ``pairs.parquet`` for a finalized dataset; returns the number of pairs (0 with mode ``none``)."""
+    """Write ``pairs.parquet`` for a finalized dataset; returns the number of pairs. Mode ``none`` writes
+    none and removes the file an earlier run with pairs wrote (it would no longer match the shards)."""
     if config.mode == "none":
+        layout.pairs.unlink(missing_ok=True)
         return 0
     shards = _shards(layout)
     light = shards.to_table(columns=["utt_id", "speaker", "text"])

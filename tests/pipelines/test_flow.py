@@ -62,3 +62,22 @@ def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness
     assert len(list((out / "tiny" / "shards").iterdir())) == len(mtimes) + 1
     assert json.loads((out / "tiny" / "index.json").read_text())["counts"]["kept"] == grown["kept"]  # finalized again
     assert (out / "vocab.json").stat().st_mtime_ns > finalized[out / "vocab.json"]  # from the new index
+
+
+def test_pairs_turned_off_removes_the_earlier_pairs_file(tmp_path):
+    """The vc-pairs task with ``pairs.mode: none`` (which skips importing the pairs code) removes the
+    ``pairs.parquet`` a run with pairs left: it would no longer match the shards."""
+    from ttsprep.pipelines.tasks import pairs_task
+    from ttsprep.stages.core.layout import DatasetLayout
+    from ttsprep.stages.step1_ingest.project import load_project
+
+    (tmp_path / "LJ").mkdir()
+    config = tmp_path / "datasets.yaml"
+    config.write_text("datasets:\n  - name: tiny\n    importer: ljspeech\n    root: LJ\n")
+    dataset = load_project(config).datasets[0]
+    assert dataset.config.pairs.mode == "none"
+    stale = DatasetLayout(tmp_path / "out", "tiny").pairs
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"from a run with pairs")
+    assert pairs_task.fn(dataset, str(tmp_path / "out")) == 0
+    assert not stale.exists()

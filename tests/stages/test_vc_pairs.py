@@ -71,7 +71,9 @@ def test_pair_list_and_speaker_filters(stretched, tmp_path):
     assert (row["source_utt_id"], row["target_utt_id"]) == ("toy:a_1", "toy:c_1")
     assert sum(row["durations"]) == 50 and row["mcd_db"] > 1.0
     assert write_pairs(stretched, PairsConfig(mode="parallel_text", source_speakers=["b"])) == 1
+    assert stretched.pairs.is_file()
     assert write_pairs(stretched, PairsConfig(mode="none")) == 0
+    assert not stretched.pairs.exists()  # pairs turned off: the earlier file no longer matches the shards
 
 
 def test_real_vctk_pair_gives_a_monotonic_path_and_a_row(shared_corpora):
