@@ -55,13 +55,9 @@ def finalize_task(dataset: Dataset, out_dir: str, num_inputs: int) -> dict:
 
 @task(name="vc-pairs", **TASK_OPTIONS)
 def pairs_task(dataset: Dataset, out_dir: str) -> int:
-    layout = DatasetLayout(Path(out_dir), dataset.name)
-    if dataset.config.pairs.mode == "none":  # as write_pairs does, without importing DTW and librosa (~0.3-0.5 s)
-        layout.pairs.unlink(missing_ok=True)
-        return 0
-    from ttsprep.stages.step7_finalize.vc_pairs import write_pairs
+    from ttsprep.stages.step7_finalize.vc_pairs import write_pairs  # imports DTW and librosa only to pair
 
-    return write_pairs(layout, dataset.config.pairs)
+    return write_pairs(DatasetLayout(Path(out_dir), dataset.name), dataset.config.pairs)
 
 
 @task(name="report", **TASK_OPTIONS)

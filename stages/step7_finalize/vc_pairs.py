@@ -24,8 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ttsprep.aligners.dtw import (dtw_align, match_segments, mel_cepstral_distortion, mel_cepstrum,
-                                  pair_parallel_utterances, source_to_target_durations)
 from ttsprep.stages.core.atomic import rows_to_table, write_parquet
 from ttsprep.stages.core.config import PairsConfig
 from ttsprep.stages.core.errors import ConfigError
@@ -59,6 +57,8 @@ def _listed_pairs(path: Path, dataset: str, known: set[str]) -> list[tuple[str, 
 
 def find_pairs(records: list[tuple[str, str, str]], config: PairsConfig, dataset: str) -> list[tuple[str, str]]:
     """The pairs to align from the kept rows ``(utt_id, speaker, text)``, filtered by the speaker lists."""
+    from ttsprep.aligners.dtw import pair_parallel_utterances  # the DTW stack (librosa, scipy): only to pair
+
     if config.mode == "list":
         pairs = _listed_pairs(config.pair_list, dataset, {utt_id for utt_id, _, _ in records})
     else:
@@ -71,6 +71,9 @@ def find_pairs(records: list[tuple[str, str, str]], config: PairsConfig, dataset
 
 def align_pair(source: dict, target: dict, mcep_order: int) -> dict:
     """One pairs row from two shard rows holding ``utt_id, speaker, num_frames, mel, snt_duration``."""
+    from ttsprep.aligners.dtw import (dtw_align, match_segments, mel_cepstral_distortion, mel_cepstrum,
+                                      source_to_target_durations)
+
     src_mel = np.asarray(source["mel"], dtype=np.float32)
     tgt_mel = np.asarray(target["mel"], dtype=np.float32)
     src_mcep, tgt_mcep = mel_cepstrum(src_mel, mcep_order), mel_cepstrum(tgt_mel, mcep_order)

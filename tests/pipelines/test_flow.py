@@ -65,8 +65,8 @@ def test_run_writes_shards_ledger_index_and_skips_unchanged_work(prefect_harness
 
 
 def test_pairs_turned_off_removes_the_earlier_pairs_file(tmp_path):
-    """The vc-pairs task with ``pairs.mode: none`` (which skips importing the pairs code) removes the
-    ``pairs.parquet`` a run with pairs left: it would no longer match the shards."""
+    """The vc-pairs task with ``pairs.mode: none`` removes the ``pairs.parquet`` a run with pairs left: it would
+    no longer match the shards."""
     from ttsprep.pipelines.tasks import pairs_task
     from ttsprep.stages.core.layout import DatasetLayout
     from ttsprep.stages.step1_ingest.project import load_project
