@@ -2,8 +2,10 @@
 
 Every side runs as a whole process tree (a child of this script), one after the other, in interleaved
 rounds (side 1, side 2, ... then again), so that other tenants' load hits every side alike. Per run:
-CPU seconds of the tree (``RUSAGE_CHILDREN``: user + system of every waited-for descendant), wall
-seconds, and for ``ttsprep`` with a reused local Prefect server the server's own CPU during the run (it is
+CPU seconds of the tree (``RUSAGE_CHILDREN``: user + system of every waited-for descendant; for ``ttsprep``
+with the local server, plus what its warm runner spent meanwhile: the runner, the fork of it that ran the
+command and the shard workers its fork server forked, ``/proc/<pid>/stat`` with their waited-for children),
+wall seconds, and for ``ttsprep`` with a reused local Prefect server the server's own CPU during the run (it is
 not in the command's tree: ``/proc/<pid>/stat``). x realtime per core = input audio seconds / CPU seconds of the
 tree, and of the tree plus that server CPU (the stricter figure: the server works for the run, and its idle services
 add ~0.025 CPU-s per second). The corpus is generated: LJSpeech layout (``metadata.csv``, ``wavs/*.wav`` at 22.05
@@ -12,9 +14,9 @@ silences and a noise floor: ~9.8 s per utterance, 200 make ~32.5 min (cached in 
 
 Sides (``--parts``):
 
-* ``a``: a one-utterance ``ttsprep run`` (default settings) ``cold`` (no local Prefect server running: the
-  run starts it), ``warm`` (the server the previous run left), and ``embedded`` (``TTSPREP_SERVER=embedded``:
-  a server started and stopped by the command, as the test suite runs it). Goal: warm <= 6 CPU-s and 6 s.
+* ``a``: a one-utterance ``ttsprep run`` (default settings) ``cold`` (no local Prefect server or warm runner
+  running: the run starts both), ``warm`` (the server and runner the previous run left), and ``embedded``
+  (``TTSPREP_SERVER=embedded``: a server started and stopped by the command, as the test suite runs it). Goal: warm <= 6 CPU-s and 6 s.
 * ``b``: ``ttsprep run`` with pitch, denoising, text and alignment off vs Lhotse 1.33's end-to-end Shar
   export: ``prepare_ljspeech``, ``compute_and_store_features`` (80-bin Fbank, hop 256 at 22.05 kHz, lilcom
   chunky storage, ``num_jobs=1``), ``to_shar`` (audio as FLAC, the features). Skipped, with a message,
@@ -175,23 +177,62 @@ class Side:
     runs: list[dict] = field(default_factory=list)
 
 
+def _cpu_s(pid: int, with_children: bool = False) -> float:
+    """CPU seconds of process ``pid`` so far (``with_children``: plus its waited-for children's), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if with_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _server_cpu_s(home: Path | None) -> tuple[int | None, float]:
     """(pid, CPU seconds so far) of the local Prefect server recorded in ``home``, (None, 0) if none runs."""
     if home is None:
         return None, 0.0
     try:
         pid = json.loads((home / "ttsprep-server.json").read_text())["pid"]
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return pid, _cpu_s(pid)
     except (OSError, ValueError, KeyError):
         return None, 0.0
-    return pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _runner_cpu_s(home: Path | None) -> dict[int, float]:
+    """CPU seconds so far of each warm runner recorded in ``home`` and of its fork server, each with its
+    waited-for children: the commands' forks (the runner's) and the shard workers (the fork server's). Waits
+    (up to 5 s) until the runner has reaped its commands' forks."""
+    usage: dict[int, float] = {}
+    for path in (home.glob("ttsprep-runner-*.json") if home else []):
+        try:
+            state = json.loads(path.read_text())
+            runner, fork_server = state["pid"], state["fork_server_pid"]
+            deadline = time.monotonic() + 5.0
+            while _commands_of(runner) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            usage[runner], usage[fork_server] = _cpu_s(runner, True), _cpu_s(fork_server, True)
+        except (OSError, ValueError, KeyError):
+            continue
+    return usage
+
+
+def _commands_of(runner: int) -> list[str]:
+    """The runner's children that are forks of it, not reaped yet (its commands: same command line, or none once
+    they have exited; not its fork server and resource tracker)."""
+    command_line = Path(f"/proc/{runner}/cmdline").read_bytes()
+    children = Path(f"/proc/{runner}/task/{runner}/children").read_text().split()
+    forks = []
+    for child in children:
+        try:
+            if Path(f"/proc/{child}/cmdline").read_bytes() in (command_line, b""):
+                forks.append(child)
+        except OSError:
+            continue
+    return forks
 
 
 def run_once(side: Side) -> dict:
     shutil.rmtree(side.out, ignore_errors=True)
     for command in side.before:
         subprocess.run(command, env=side.env, cwd=REPO_ROOT, capture_output=True, check=False, timeout=120)
-    server_before = _server_cpu_s(side.server_home)
+    server_before, runner_before = _server_cpu_s(side.server_home), _runner_cpu_s(side.server_home)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
     start = time.monotonic()
@@ -200,11 +241,13 @@ def run_once(side: Side) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{side.name} exited with {done.returncode}:\n{done.stderr[-4000:]}")
-    server_after = _server_cpu_s(side.server_home)
+    server_after, runner_after = _server_cpu_s(side.server_home), _runner_cpu_s(side.server_home)
     server_s = (server_after[1] - (server_before[1] if server_before[0] == server_after[0] else 0.0)
                 if server_after[0] else 0.0)
-    cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
-    run = {"cpu_s": cpu, "wall_s": wall, "server_cpu_s": server_s, "load": load}
+    runner_s = sum(cpu - runner_before.get(pid, 0.0) for pid, cpu in runner_after.items())
+    command_s = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+    run = {"cpu_s": command_s + runner_s, "runner_cpu_s": runner_s, "wall_s": wall, "server_cpu_s": server_s,
+           "load": load}
     side.runs.append(run)
     shutil.rmtree(side.out, ignore_errors=True)
     return run
@@ -222,15 +265,16 @@ def _x(side: Side, with_server: bool = False) -> float:
 
 
 def report(sides: list[Side]) -> str:
-    lines = ["| part | side | audio s | CPU-s of the tree (median; all) | wall s (median; all) | + local server CPU-s"
-             " | x realtime per core (tree) | (tree + server) |",
-             "|---|---|---:|---|---|---:|---:|---:|"]
+    lines = ["| part | side | audio s | CPU-s of the tree (median; all) | of which the warm runner's | wall s "
+             "(median; all) | + local server CPU-s | x realtime per core (tree) | (tree + server) |",
+             "|---|---|---:|---|---:|---|---:|---:|---:|"]
     for side in sides:
         if not side.runs:
             continue
         cpus = ", ".join(f"{r['cpu_s']:.1f}" for r in side.runs)
         walls = ", ".join(f"{r['wall_s']:.1f}" for r in side.runs)
         lines.append(f"| {side.part} | {side.name} | {side.audio_s:.1f} | {_median(side, 'cpu_s'):.2f} ({cpus}) | "
+                     f"{statistics.median(r.get('runner_cpu_s', 0.0) for r in side.runs):.2f} | "
                      f"{_median(side, 'wall_s'):.2f} ({walls}) | {_median(side, 'server_cpu_s'):.2f} | "
                      f"{_x(side):.0f} | {_x(side, with_server=True):.0f} |")
     by_name = {side.name: side for side in sides if side.runs}
@@ -335,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
             for side in sides:
                 run = run_once(side)
                 print(f"round {round_number + 1}: {side.name}: {run['cpu_s']:.2f} CPU-s, {run['wall_s']:.2f} s wall, "
-                      f"server {run['server_cpu_s']:.2f} CPU-s, load {run['load']:.1f}", flush=True)
+                      f"runner {run['runner_cpu_s']:.2f}, server {run['server_cpu_s']:.2f} CPU-s, "
+                      f"load {run['load']:.1f}", flush=True)
     finally:
         subprocess.run([str(BIN / "ttsprep"), "server", "stop"], env=sides[0].env if sides else None,
                        cwd=REPO_ROOT, capture_output=True, check=False)

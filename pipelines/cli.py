@@ -96,15 +96,21 @@ def _align(args: argparse.Namespace) -> dict:
 
 
 def _server(action: str) -> int:
-    """``ttsprep server status`` (exit status 0 when the local server runs, 3 when not) or ``stop``."""
+    """``ttsprep server status`` (exit status 0 when the local server runs, 3 when not) or ``stop`` (the warm
+    runners too, once their commands have ended)."""
     from ttsprep.pipelines.prefect_api import prefect_home, read_local_state, server_answers, stop_local
+    from ttsprep.pipelines.warm_client import read_runners, stop_runners
 
     home = prefect_home()
     if action == "stop":
+        for runner in stop_runners(home):
+            print(f"stopped the warm runner (pid {runner['pid']}, working directory {runner['cwd']})")
         state = stop_local(home)
         print(f"stopped the local Prefect server (pid {state['pid']}, {state['ui_url']})" if state
               else f"no local Prefect server running for PREFECT_HOME {home}")
         return 0
+    for runner in read_runners(home):
+        print(f"warm runner: pid {runner['pid']}, started {runner['started']}, working directory {runner['cwd']}")
     state = read_local_state(home)
     if state is None:
         print(f"no local Prefect server running for PREFECT_HOME {home} (the next `ttsprep run` starts one)")
@@ -132,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
-def _exit_now(status: int) -> None:
-    """End the process as the interpreter would, without its module teardown and garbage collection
-    (0.65-0.9 CPU-s and ~0.8 s of wall after a run): the threading and ``atexit`` handlers run in the
-    interpreter's order (Prefect sends its last logs and events, then an embedded server stops)."""
+def run_exit_handlers() -> None:
+    """What the interpreter does at exit before its module teardown: join the non-daemon threads, run the
+    ``atexit`` handlers in its order (Prefect sends its last logs and events, then an embedded server stops),
+    flush the standard streams."""
     import atexit
     import threading
 
@@ -145,6 +151,12 @@ def _exit_now(status: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+
+
+def _exit_now(status: int) -> None:
+    """End the process as the interpreter would, without its module teardown and garbage collection
+    (0.65-0.9 CPU-s and ~0.8 s of wall after a run)."""
+    run_exit_handlers()
     os._exit(status)
 
 
@@ -233,9 +245,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The commands a warm runner runs (``warm_client``), when one is enabled.
+WARM_COMMANDS = ("run", "demo")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
+
+
 def _main(argv: list[str] | None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
+    from ttsprep.pipelines import warm_client
+
+    if args.command in WARM_COMMANDS and warm_client.enabled():
+        try:
+            return warm_client.run_warm(sys.argv[1:] if argv is None else argv)
+        except warm_client.RunnerUnavailable as reason:
+            print(f"ttsprep: warning: {reason}; running the command in this process", file=sys.stderr)
+    return run_parsed(args)
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """Run the parsed command in this process; its exit status."""
     try:
         if args.command == "server":
             return _server(args.action)

@@ -141,7 +141,7 @@ def _prefect_version() -> str:
     return metadata.version("prefect")
 
 
-def _start_ticks(pid: int) -> int | None:
+def start_ticks(pid: int) -> int | None:
     """The process's start time (clock ticks since boot, ``/proc/<pid>/stat`` field 22): with the pid, it
     names one process (a recycled pid has another); ``None`` when no such process runs."""
     try:
@@ -152,8 +152,8 @@ def _start_ticks(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
-def _alive(state: dict) -> bool:
-    return _start_ticks(state["pid"]) == state["start_ticks"]
+def alive(state: dict) -> bool:
+    return start_ticks(state["pid"]) == state["start_ticks"]
 
 
 @contextlib.contextmanager
@@ -170,7 +170,7 @@ def read_local_state(home: Path | None = None) -> dict | None:
         state = json.loads(((home or prefect_home()) / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return state if isinstance(state, dict) and _alive(state) else None
+    return state if isinstance(state, dict) and alive(state) else None
 
 
 def _reusable(state: dict | None, home: Path) -> bool:
@@ -196,12 +196,12 @@ def _bind_loopback() -> socket.socket:
 def _terminate(state: dict, timeout_s: float = 15.0) -> None:
     """SIGTERM the recorded server (only if its pid still names it), SIGKILL after ``timeout_s``."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not _alive(state):
+        if not alive(state):
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(state["pid"], sig)
         deadline = time.monotonic() + timeout_s
-        while _alive(state) and time.monotonic() < deadline:
+        while alive(state) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
@@ -226,7 +226,7 @@ def _start_local(home: Path) -> dict:
             env=env, cwd=home, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True)  # no parent-death signal: it outlives the command
     _STARTED.append(process)
-    state = {"pid": process.pid, "start_ticks": _start_ticks(process.pid), "url": url,
+    state = {"pid": process.pid, "start_ticks": start_ticks(process.pid), "url": url,
              "ui_url": url.removesuffix("/api"), "prefect_version": _prefect_version(), "python": sys.executable,
              "prefect_home": str(home), "log": str(home / LOG_FILE), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     temporary = home / f".{STATE_FILE}.{os.getpid()}"
@@ -279,7 +279,7 @@ def wait_for_server(state: dict, timeout_s: float = STARTUP_TIMEOUT_S) -> bool:
     """Wait until the local server answers with this Prefect version; False if it exits, answers another
     version, or does not answer within ``timeout_s``. Requests sent while it starts wait in its socket's backlog."""
     deadline = time.monotonic() + timeout_s
-    while _alive(state) and (remaining := deadline - time.monotonic()) > 0:
+    while alive(state) and (remaining := deadline - time.monotonic()) > 0:
         if (version := server_answers(state["url"], timeout_s=min(max(remaining, 0.5), 10.0))) is not None:
             return version == state["prefect_version"]
         time.sleep(0.1)

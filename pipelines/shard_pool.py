@@ -9,7 +9,8 @@ the run goes on. A worker imports only the shard stack: not Prefect (1.3-1.8 CPU
 own process pool ran the tasks, plus 0.3-0.45 for its collections, prefect-dask and distributed), and it
 makes no API calls (Prefect's task engine in a worker made ~10 and a concurrency-slot call per task).
 
-Workers are spawned on demand (one per shard up to ``workers``), with one BLAS/OpenMP thread each, glibc
+Workers are spawned on demand (one per shard up to ``workers``; in a command run by the warm runner, forked
+from its fork server, where the stack is imported and warm already), with one BLAS/OpenMP thread each, glibc
 told to keep freed memory (``keep_freed_memory``) and an exit that skips the interpreter's teardown
 (``_exit_now``: ~1 CPU-s and ~1 s of wall on the run's critical path per worker; a worker holds no state
 that needs finalising: every file it writes is complete and renamed before its result is returned).
@@ -24,6 +25,7 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -70,8 +72,34 @@ def _initialize_worker() -> None:
 
 
 def preload() -> None:
-    """Import the shard stack (~0.6 CPU-s), so that a worker started ahead of its first shard has it ready."""
+    """Import the shard stack (~0.6 CPU-s) and run its compiled kernels once on a 1 s tone (numba's CPU target
+    starts on first use: ~0.25 CPU-s), so that a worker started ahead of its first shard has them ready."""
+    import numpy as np
+
     import ttsprep.stages.step6_shards.process  # noqa: F401
+    from ttsprep.stages.core.config import LoudnessConfig
+    from ttsprep.stages.step2_audio.conditioning import normalize_loudness
+    from ttsprep.stages.step4_features.pitch import extract_f0
+
+    rate_hz, hop = 22050, 256
+    tone = (0.3 * np.sin(2 * np.pi * 150.0 * np.arange(rate_hz) / rate_hz)).astype(np.float32)
+    normalize_loudness(tone, rate_hz, LoudnessConfig())
+    extract_f0(tone, rate_hz, hop, rate_hz // hop + 1)
+
+
+#: How workers start: ``spawn`` (a fresh interpreter that imports the shard stack), or ``forkserver`` inside
+#: a warm runner's command (``warm_runner``): forked from its fork server, which has the stack imported and
+#: warmed (``preload``) already.
+_START_METHOD = ["spawn"]
+
+
+def start_workers_with(method: str) -> None:
+    """Start this process's workers with ``method`` (``spawn`` or ``forkserver``) from now on."""
+    _START_METHOD[0] = method
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    return multiprocessing.get_context(_START_METHOD[0])
 
 
 def run_shard(dataset: Any, out_dir: str, shard: str, key: str) -> dict:
@@ -87,7 +115,7 @@ def run_shard(dataset: Any, out_dir: str, shard: str, key: str) -> dict:
 
 
 class ShardPool:
-    """A ``ProcessPoolExecutor`` of ``workers`` spawned processes, replaced by a new one when a worker dies.
+    """A ``ProcessPoolExecutor`` of ``workers`` processes, replaced by a new one when a worker dies.
 
     A dead worker breaks the executor and fails every call in flight, not only the one that killed it, and
     which one did is unknown. So each call that a break fails is run again at once, alone in a process of its
@@ -106,7 +134,7 @@ class ShardPool:
     def _current_executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                self._executor = ProcessPoolExecutor(self.workers, mp_context=_worker_context(),
                                                      initializer=_initialize_worker)
             return self._executor
 
@@ -134,9 +162,15 @@ class ShardPool:
                 if self._executor is executor:
                     self._executor = None
             executor.shutdown(wait=False, cancel_futures=True)
-        with self._isolated, ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+        with self._isolated, ProcessPoolExecutor(1, mp_context=_worker_context(),
                                                  initializer=_initialize_worker) as alone:
             return alone.submit(function, *args).result()
+
+    def interrupt(self) -> None:
+        """SIGINT to the pool's live workers: each raises ``KeyboardInterrupt`` in the shard it runs."""
+        for pid in list(getattr(self._executor, "_processes", None) or {}):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
 
     def close(self) -> None:
         with self._lock:
@@ -156,6 +190,12 @@ def local_pool(workers: int, pool: ShardPool | None = None) -> Iterator[ShardPoo
     finally:
         _CURRENT.remove(pool)
         pool.close()
+
+
+def interrupt_workers() -> None:
+    """``ShardPool.interrupt`` for every pool of this process."""
+    for pool in list(_CURRENT):
+        pool.interrupt()
 
 
 def current() -> ShardPool | None:

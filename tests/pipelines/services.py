@@ -29,6 +29,16 @@ BIN_DIR = Path(sys.executable).parent  # the venv's console scripts: prefect, da
 COUNTS_LINE = re.compile(r"^(?P<dataset>[\w-]+): (?P<counts>\{.*\})$", re.MULTILINE)  # what ``ttsprep run`` prints
 
 
+def holds_within(condition: Callable[[], object], timeout_s: float) -> bool:
+    """Whether ``condition()`` becomes true within ``timeout_s`` (polled every 0.05 s)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:

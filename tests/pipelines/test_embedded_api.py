@@ -2,7 +2,8 @@
 
 * ``TTSPREP_SERVER=embedded`` (what the rest of the test suite runs): one embedded API for the command and its
   workers, gone when the command ends, even when it is killed; a second run with nothing changed does no work.
-* The default, the local server: the first run starts it detached (with the UI), the next run reuses it,
+* The default, the local server: the first run starts it detached (with the UI), the next run reuses it
+  (both through a warm runner, `test_warm_runner`),
   ``ttsprep server status`` shows it and ``ttsprep server stop`` stops it.
 """
 
@@ -10,15 +11,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import write_ljspeech
-from tests.pipelines.services import embedded_servers, service_env
+from tests.pipelines.services import embedded_servers, holds_within, service_env
 from ttsprep.pipelines.prefect_api import STATE_FILE, read_local_state, stop_local
+from ttsprep.pipelines.warm_client import read_runners, stop_runners
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,11 +58,11 @@ def test_run_uses_one_embedded_server_and_a_rerun_does_no_work(tmp_path: Path):
 
     killed = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _eventually(lambda: embedded_servers(tmp_path / "prefect"), timeout_s=60)
+        assert holds_within(lambda: embedded_servers(tmp_path / "prefect"), timeout_s=60)
     finally:
         killed.kill()  # SIGKILL: no exit handler runs
         killed.wait(timeout=30)
-    assert _eventually(lambda: not embedded_servers(tmp_path / "prefect"), timeout_s=30)  # it followed its parent
+    assert holds_within(lambda: not embedded_servers(tmp_path / "prefect"), timeout_s=30)  # it followed its parent
 
 
 @pytest.mark.slow
@@ -95,14 +96,8 @@ def test_the_local_server_outlives_a_run_is_reused_and_stops_on_request(tmp_path
         assert embedded_servers(home) == [] and not (home / STATE_FILE).exists()
         status = subprocess.run([*cli, "server", "status"], env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 3 and "no local Prefect server" in status.stdout
+        assert read_runners(home) == []  # stopped with the server
     finally:
-        stop_local(home)  # never leave a server behind, whatever failed above
+        stop_runners(home)  # never leave a runner or a server behind, whatever failed above
+        stop_local(home)
 
-
-def _eventually(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -62,6 +64,34 @@ def test_the_first_call_goes_to_the_worker_started_ahead_of_it():
         pool.run(os.getpid)
         assert len(multiprocessing.active_children()) == 1
         assert pool.run(_imported, ["ttsprep.stages.step6_shards.process"]) == ["ttsprep.stages.step6_shards.process"]
+    finally:
+        pool.close()
+
+
+def test_an_interrupt_stops_the_call_in_flight():
+    """``interrupt`` (Ctrl-C in a warm runner's command, whose workers are not in the terminal's process group)
+    raises ``KeyboardInterrupt`` in what the workers run, as a Ctrl-C to the process group does."""
+    pool = shard_pool.ShardPool(1)
+    outcome: list[BaseException | None] = []
+
+    def sleep_in_the_worker() -> None:
+        try:
+            pool.run(time.sleep, 120)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - what came back is the subject
+            outcome.append(error)
+
+    try:
+        pool.run(os.getpid)  # its worker is up
+        caller = threading.Thread(target=sleep_in_the_worker)
+        caller.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        pool.interrupt()
+        caller.join(timeout=30)
+        assert not caller.is_alive() and time.monotonic() - started < 30
+        assert isinstance(outcome[0], KeyboardInterrupt)
+        assert pool.run(os.getpid) != os.getpid()  # the worker goes on serving
     finally:
         pool.close()
 
