@@ -16,7 +16,8 @@ Sides (``--parts``):
 
 * ``a``: a one-utterance ``ttsprep run`` (default settings) ``cold`` (no local Prefect server or warm runner
   running: the run starts both), ``warm`` (the server and runner the previous run left), and ``embedded``
-  (``TTSPREP_SERVER=embedded``: a server started and stopped by the command, as the test suite runs it). Goal: warm <= 6 CPU-s and 6 s.
+  (``TTSPREP_SERVER=embedded``: a server started and stopped by the command, as the test suite runs it).
+  Goal: warm <= 6 CPU-s and 6 s.
 * ``b``: ``ttsprep run`` with pitch, denoising, text and alignment off vs Lhotse 1.33's end-to-end Shar
   export: ``prepare_ljspeech``, ``compute_and_store_features`` (80-bin Fbank, hop 256 at 22.05 kHz, lilcom
   chunky storage, ``num_jobs=1``), ``to_shar`` (audio as FLAC, the features). Skipped, with a message,
