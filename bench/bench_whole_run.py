@@ -317,8 +317,8 @@ def build_sides(args: argparse.Namespace, scratch: Path) -> list[Side]:
         config = write_config(scratch / "a.yaml", corpus_1, {})
         out = scratch / "out-a"
         sides += [
-            Side("a", "ttsprep, 1 utterance, cold (no server)", audio_1, [*ttsprep, str(out), "--config", str(config)],
-                 local_env, out, before=[stop], server_home=home),
+            Side("a", "ttsprep, 1 utterance, cold (no server or runner)", audio_1,
+                 [*ttsprep, str(out), "--config", str(config)], local_env, out, before=[stop], server_home=home),
             Side("a", "ttsprep, 1 utterance, warm (server reused)", audio_1,
                  [*ttsprep, str(out), "--config", str(config)], local_env, out, server_home=home),
             Side("a", "ttsprep, 1 utterance, embedded server", audio_1, [*ttsprep, str(out), "--config", str(config)],

@@ -30,6 +30,7 @@ import sys
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import reduction
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -65,10 +66,29 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-def _initialize_worker() -> None:
+def _initialize_worker(streams: _CommandStreams | None) -> None:
+    if streams is not None:
+        streams.adopt()
     single_threaded_numerics()
     keep_freed_memory()
     atexit.register(_exit_now)
+
+
+class _CommandStreams:
+    """The standard output and error of the process that starts a worker, for the worker to write to: pickled
+    into its start-up data as file descriptors (``multiprocessing.reduction.DupFd``). A worker forked from the
+    warm runner's fork server has the fork server's streams (the runner's log) otherwise, where a spawned
+    one inherits the command's."""
+
+    def __init__(self, fds: tuple | None = None) -> None:
+        self._fds = fds
+
+    def __reduce__(self):
+        return _CommandStreams, ((reduction.DupFd(1), reduction.DupFd(2)),)
+
+    def adopt(self) -> None:
+        for target, fd in zip((1, 2), self._fds or ()):
+            os.dup2(fd.detach(), target)
 
 
 def preload() -> None:
@@ -98,8 +118,11 @@ def start_workers_with(method: str) -> None:
     _START_METHOD[0] = method
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    return multiprocessing.get_context(_START_METHOD[0])
+def _worker_executor(workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes started with this process's method (``start_workers_with``)."""
+    method = _START_METHOD[0]
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_initialize_worker,
+                               initargs=(_CommandStreams() if method == "forkserver" else None,))
 
 
 def run_shard(dataset: Any, out_dir: str, shard: str, key: str) -> dict:
@@ -134,8 +157,7 @@ class ShardPool:
     def _current_executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
-                self._executor = ProcessPoolExecutor(self.workers, mp_context=_worker_context(),
-                                                     initializer=_initialize_worker)
+                self._executor = _worker_executor(self.workers)
             return self._executor
 
     def start(self) -> None:
@@ -162,8 +184,7 @@ class ShardPool:
                 if self._executor is executor:
                     self._executor = None
             executor.shutdown(wait=False, cancel_futures=True)
-        with self._isolated, ProcessPoolExecutor(1, mp_context=_worker_context(),
-                                                 initializer=_initialize_worker) as alone:
+        with self._isolated, _worker_executor(1) as alone:
             return alone.submit(function, *args).result()
 
     def interrupt(self) -> None:

@@ -13,7 +13,8 @@ from the same state, with nothing left over from an earlier one (caches, setting
 fork takes the client's standard streams, working directory and environment, tells the client its pid
 (Ctrl-C and other signals go straight to it), runs the command as ``ttsprep`` would in-process, runs the
 exit handlers (Prefect sends its last logs and events), and sends the exit status. Its shard workers are
-forked from the fork server rather than spawned: the shard stack is imported and warm in them from the start.
+forked from the fork server rather than spawned: the shard stack is imported and warm in them from the start,
+and they write to the command's output and error (``shard_pool._CommandStreams``).
 A Ctrl-C reaches those workers too (``shard_pool.interrupt_workers``), as it reaches a command's own workers
 through the terminal's process group, and the fork ends as if Ctrl-C was pressed if the client goes away.
 

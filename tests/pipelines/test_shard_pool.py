@@ -4,6 +4,7 @@ OOM kill) costs its shard alone: ``shard_failed`` ledger rows, while the run and
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import subprocess
@@ -94,6 +95,29 @@ def test_an_interrupt_stops_the_call_in_flight():
         assert pool.run(os.getpid) != os.getpid()  # the worker goes on serving
     finally:
         pool.close()
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def test_a_forked_worker_writes_to_the_standard_error_of_the_process_that_started_it(tmp_path: Path):
+    """Workers forked from a fork server (a warm runner's command) write where the command's standard error
+    goes, not to the fork server's (the runner's log)."""
+    multiprocessing.forkserver.ensure_running()  # started with this process's standard error
+    saved = os.dup(2)
+    shard_pool.start_workers_with("forkserver")
+    pool = shard_pool.ShardPool(1)
+    try:
+        with open(tmp_path / "stderr", "wb") as redirected:
+            os.dup2(redirected.fileno(), 2)  # the command's standard error from now on
+            pool.run(_say, "from the worker")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        pool.close()
+        shard_pool.start_workers_with("spawn")
+    assert (tmp_path / "stderr").read_text() == "from the worker\n"
 
 
 def test_the_shard_worker_imports_neither_prefect_nor_the_unused_stacks():
