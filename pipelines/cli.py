@@ -98,13 +98,15 @@ def _align(args: argparse.Namespace) -> dict:
 def _server(action: str) -> int:
     """``ttsprep server status`` (exit status 0 when the local server runs, 3 when not) or ``stop`` (the warm
     runners too, once their commands have ended)."""
-    from ttsprep.pipelines.prefect_api import prefect_home, read_local_state, server_answers, stop_local
+    from ttsprep.pipelines.prefect_api import alive, prefect_home, read_local_state, server_answers, stop_local
     from ttsprep.pipelines.warm_client import read_runners, stop_runners
 
     home = prefect_home()
     if action == "stop":
         for runner in stop_runners(home):
-            print(f"stopped the warm runner (pid {runner['pid']}, working directory {runner['cwd']})")
+            pid = runner["pid"]
+            print(f"asked the warm runner (pid {pid}) to stop: it ends when its commands have" if alive(runner)
+                  else f"stopped the warm runner (pid {pid}, working directory {runner['cwd']})")
         state = stop_local(home)
         print(f"stopped the local Prefect server (pid {state['pid']}, {state['ui_url']})" if state
               else f"no local Prefect server running for PREFECT_HOME {home}")

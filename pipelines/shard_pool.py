@@ -25,6 +25,7 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import threading
@@ -66,29 +67,40 @@ def _exit_now() -> None:
     os._exit(0)
 
 
-def _initialize_worker(streams: _CommandStreams | None) -> None:
-    if streams is not None:
-        streams.adopt()
+def _initialize_worker(command: _Command | None) -> None:
+    if command is not None:
+        command.adopt()
     single_threaded_numerics()
     keep_freed_memory()
     atexit.register(_exit_now)
 
 
-class _CommandStreams:
-    """The standard output and error of the process that starts a worker, for the worker to write to: pickled
-    into its start-up data as file descriptors (``multiprocessing.reduction.DupFd``). A worker forked from the
-    warm runner's fork server has the fork server's streams (the runner's log) otherwise, where a spawned
-    one inherits the command's."""
+class _Command:
+    """The process that starts a worker forked from the warm runner's fork server, which is not that worker's
+    parent: its standard output and error, pickled into the worker's start-up data as file descriptors
+    (``multiprocessing.reduction.DupFd``; a spawned worker inherits them), and its pid, which the worker
+    follows: it exits when that process ends, however it ends (a spawned worker gets the terminal's signals
+    with its process group instead)."""
 
-    def __init__(self, fds: tuple | None = None) -> None:
-        self._fds = fds
+    def __init__(self, pid: int | None = None, fds: tuple = ()) -> None:
+        self._pid, self._fds = pid, fds
 
     def __reduce__(self):
-        return _CommandStreams, ((reduction.DupFd(1), reduction.DupFd(2)),)
+        return _Command, (os.getpid(), (reduction.DupFd(1), reduction.DupFd(2)))
 
     def adopt(self) -> None:
-        for target, fd in zip((1, 2), self._fds or ()):
-            os.dup2(fd.detach(), target)
+        for target, duplicate in zip((1, 2), self._fds):
+            fd = duplicate.detach()
+            os.dup2(fd, target)
+            os.close(fd)
+        if self._pid is not None:
+            threading.Thread(target=_exit_with, args=(os.pidfd_open(self._pid),), daemon=True).start()
+
+
+def _exit_with(pidfd: int) -> None:
+    """Block until the process behind ``pidfd`` ends, then end this one (no clean-up: its shard is unfinished)."""
+    select.select([pidfd], [], [])
+    os._exit(1)
 
 
 def preload() -> None:
@@ -122,7 +134,23 @@ def _worker_executor(workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes started with this process's method (``start_workers_with``)."""
     method = _START_METHOD[0]
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method), initializer=_initialize_worker,
-                               initargs=(_CommandStreams() if method == "forkserver" else None,))
+                               initargs=(_Command() if method == "forkserver" else None,))
+
+
+def _submit(executor: ProcessPoolExecutor, function: Callable[..., Any], *args: Any) -> Future:
+    """``executor.submit``, which starts a worker where none is idle. A fork server that has ended (killed, or
+    ended by a request cut short) refuses: this process's workers are spawned from then on."""
+    try:
+        return executor.submit(function, *args)
+    except (ConnectionError, FileNotFoundError):
+        if _START_METHOD[0] != "forkserver":
+            raise
+        start_workers_with("spawn")
+        raise _ForkServerGone from None
+
+
+class _ForkServerGone(Exception):
+    """The fork server refused to start a worker."""
 
 
 def run_shard(dataset: Any, out_dir: str, shard: str, key: str) -> dict:
@@ -150,6 +178,7 @@ class ShardPool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
+        self._alone: ProcessPoolExecutor | None = None  # the one running a call alone after a break
         self._preloading: Future | None = None
         self._lock = threading.Lock()
         self._isolated = threading.Lock()
@@ -178,20 +207,33 @@ class ShardPool:
         self._preloaded()
         executor = self._current_executor()
         try:
-            return executor.submit(function, *args).result()
+            return _submit(executor, function, *args).result()
+        except _ForkServerGone:  # its workers go on with the calls they have; new ones are spawned
+            self._retire(executor, cancel_futures=False)
+            return self.run(function, *args)
         except BrokenProcessPool:
-            with self._lock:
-                if self._executor is executor:
-                    self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
+            self._retire(executor, cancel_futures=True)
         with self._isolated, _worker_executor(1) as alone:
-            return alone.submit(function, *args).result()
+            self._alone = alone
+            try:
+                return alone.submit(function, *args).result()
+            finally:
+                self._alone = None
+
+    def _retire(self, executor: ProcessPoolExecutor, cancel_futures: bool) -> None:
+        """Stop giving calls to ``executor`` (the next call makes a new one)."""
+        with self._lock:
+            if self._executor is executor:
+                self._executor = None
+        executor.shutdown(wait=False, cancel_futures=cancel_futures)
 
     def interrupt(self) -> None:
-        """SIGINT to the pool's live workers: each raises ``KeyboardInterrupt`` in the shard it runs."""
-        for pid in list(getattr(self._executor, "_processes", None) or {}):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGINT)
+        """SIGINT to the pool's live workers (the one running a call alone included): each raises
+        ``KeyboardInterrupt`` in the shard it runs."""
+        for executor in (self._executor, self._alone):
+            for pid in list(getattr(executor, "_processes", None) or {}):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
 
     def close(self) -> None:
         with self._lock:

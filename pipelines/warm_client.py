@@ -9,8 +9,9 @@ so progress bars and colours behave as in a terminal). Ctrl-C, SIGTERM and SIGHU
 command's process. The exit status comes back.
 
 A runner serves one set-up, named by ``runner_key``: this Python and its installed packages, ttsprep's
-source files, the environment (but a few per-shell variables), the working directory and the Prefect
-profiles file. Anything else starts another runner. A runner exits after ``TTSPREP_RUNNER_IDLE_S`` seconds
+source files, the environment (but a few per-shell variables), the working directory, the Prefect
+profiles file, and what a process passes to its children (umask, CPU affinity, priority, resource limits,
+interpreter flags). Anything else starts another runner. A runner exits after ``TTSPREP_RUNNER_IDLE_S`` seconds
 without a command (default 600; ``0`` turns the runner off: every command runs in its own process, as with
 ``TTSPREP_SERVER=embedded``, whose server lives only as long as its command).
 
@@ -24,11 +25,14 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,9 +41,11 @@ from ttsprep.pipelines.prefect_api import alive, prefect_home
 IDLE_VARIABLE = "TTSPREP_RUNNER_IDLE_S"
 DEFAULT_IDLE_S = 600.0
 START_TIMEOUT_S = 120.0
-#: Per-shell variables that do not change what a command does.
-_VOLATILE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "TERM_SESSION_ID", "WINDOWID",
-                       "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SSH_AUTH_SOCK", "PS1", "PROMPT_COMMAND"})
+#: Per-shell and per-terminal variables that do not change what a command does.
+_VOLATILE = frozenset({"PWD", "OLDPWD", "SHLVL", "_", "COLUMNS", "LINES", "TERM_SESSION_ID", "WINDOWID", "PS1",
+                       "PROMPT_COMMAND", "SSH_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SSH_AUTH_SOCK", "TMUX_PANE",
+                       "STY", "WINDOW", "GPG_TTY", "DISPLAY", "XDG_SESSION_ID", "XDG_VTNR", "ITERM_SESSION_ID",
+                       "KONSOLE_DBUS_WINDOW", "KONSOLE_DBUS_SESSION", "VTE_VERSION", "TERM_PROGRAM_VERSION"})
 _ROOT = Path(__file__).resolve().parents[1]
 _SOURCE_FOLDERS = ("aligners", "models", "pipelines", "stages", "train")
 STATE_PREFIX, LOG_FILE = "ttsprep-runner-", "ttsprep-runner.log"
@@ -73,6 +79,11 @@ def runner_key() -> str:
         for path in sorted((_ROOT / folder).rglob("*.py")):
             stat = path.stat()
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    umask = os.umask(0o22)
+    os.umask(umask)
+    limits = [resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")]
+    digest.update(f"{umask}\0{sorted(os.sched_getaffinity(0))}\0{os.getpriority(os.PRIO_PROCESS, 0)}\0{limits}\0"
+                  f"{sys.flags}\0{sys.warnoptions}\0{sys._xoptions}\0".encode())  # what a fork inherits
     profiles = os.environ.get("PREFECT_PROFILES_PATH") or str(prefect_home() / "profiles.toml")
     digest.update(f"{profiles}\0{_mtime_ns(Path(profiles))}\0".encode())
     for name in sorted(set(os.environ) - _VOLATILE):
@@ -91,10 +102,18 @@ def runner_id(key: str) -> str:
     return key[:24]
 
 
-def socket_name(runner: str) -> str:
-    """The Linux abstract socket name of the runner ``runner`` (an id: no file to clean up; peers are checked
-    by user id)."""
-    return f"\0ttsprep-runner-{os.getuid()}-{runner}"
+def socket_path(runner: str) -> str:
+    """Where the runner ``runner`` (an id) listens: a Unix socket in a folder only this user can enter
+    (``$XDG_RUNTIME_DIR/ttsprep``, else ``/tmp/ttsprep-UID``). ``RunnerUnavailable`` if that folder is not
+    this user's alone (someone else made it first)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = Path(runtime) / "ttsprep" if runtime else Path(tempfile.gettempdir()) / f"ttsprep-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        folder.mkdir(mode=0o700, parents=bool(runtime))
+    status = folder.lstat()
+    if not stat.S_ISDIR(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
+        raise RunnerUnavailable(f"{folder} is not a folder that only this user can use")
+    return str(folder / f"runner-{runner}.sock")
 
 
 def same_user(sock: socket.socket) -> bool:
@@ -122,10 +141,11 @@ _STARTED: list[subprocess.Popen] = []  # runners this process started (kept: nev
 def _start_runner(runner: str) -> socket.socket:
     """Start a runner (it binds its socket first, then loads the pipeline: a command sent now waits in the
     socket's backlog) and connect to it. Two commands starting one at once: one runner binds, the other exits."""
-    home, name = prefect_home(), socket_name(runner)
+    home, name = prefect_home(), socket_path(runner)
     home.mkdir(parents=True, exist_ok=True)
     with open(home / LOG_FILE, "ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "ttsprep.pipelines.warm_runner", runner, str(idle_s())],
+        # -P: not the working directory first on sys.path (a corpus folder's .py files), as for the console script
+        process = subprocess.Popen([sys.executable, "-P", "-m", "ttsprep.pipelines.warm_runner", runner, str(idle_s())],
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)  # a Ctrl-C in the terminal reaches the command, not it
     _STARTED.append(process)
@@ -156,25 +176,40 @@ def _read_line(sock: socket.socket, buffer: bytearray) -> dict | None:
     return json.loads(line)
 
 
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
 def run_warm(argv: list[str]) -> int:
     """Run the ``ttsprep`` command ``argv`` in a warm runner; its exit status. ``RunnerUnavailable`` when no
-    runner took it (nothing of the command ran)."""
+    runner took it (nothing of the command ran). A runner that closes the connection unanswered (it was
+    ending: idle, or stopped) is replaced by a new one, once."""
+    _fill_closed_standard_streams()
     runner = runner_id(runner_key())
-    sock = _connect(socket_name(runner)) or _start_runner(runner)
-    with sock, open(os.devnull, "r+b") as devnull:
+    sock = _connect(socket_path(runner))
+    if sock is not None:
+        try:
+            return _run_on(sock, argv)
+        except RunnerUnavailable:
+            pass
+    return _run_on(_start_runner(runner), argv)
+
+
+def _fill_closed_standard_streams() -> None:
+    """/dev/null where standard input, output or error is closed (a cron job's stdin): before any socket is
+    made, which would take that number and be handed to the command as its stream."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            opened = os.open(os.devnull, os.O_RDWR)
+            if opened != fd:
+                os.dup2(opened, fd)
+                os.close(opened)
+
+
+def _run_on(sock: socket.socket, argv: list[str]) -> int:
+    with sock:
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-        streams = [fd if _is_open(fd) else devnull.fileno() for fd in (0, 1, 2)]  # a cron job may close stdin
         buffer = bytearray()
         try:
-            socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], streams)
+            socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
             started = _read_line(sock, buffer)
         except OSError as error:
             raise RunnerUnavailable(f"the runner did not take the command ({error})") from error
@@ -184,24 +219,34 @@ def run_warm(argv: list[str]) -> int:
 
         def forward(signum: int, _frame) -> None:
             forwarded.append(signum)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(started["pid"], signum)
-            except ProcessLookupError:
-                pass
 
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in FORWARDED_SIGNALS:
             signal.signal(signum, forward)
         try:
             finished = _read_line(sock, buffer)
         except OSError:  # reset: as if it closed
             finished = None
+    if forwarded and (finished is None or finished["status"] == 128 + forwarded[-1]):
+        _end_by(forwarded[-1])  # as the command would have: shells tell a signal from an exit status
     if finished is not None:
         return int(finished["status"])
-    if forwarded:
-        return 128 + forwarded[-1]
     print(f"ttsprep: error: the command's process (pid {started['pid']}) ended without an exit status "
           f"(log: {prefect_home() / LOG_FILE})", file=sys.stderr)
     return 1
+
+
+#: What the client passes on to the command's process.
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _end_by(signum: int) -> None:
+    """End this process by ``signum`` with its default action (SIGINT, SIGTERM and SIGHUP terminate)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def read_runners(home: Path | None = None) -> list[dict]:

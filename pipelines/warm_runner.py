@@ -1,8 +1,8 @@
 """The warm runner: a process with Prefect and the pipeline loaded that runs ``ttsprep`` commands in forks of itself.
 
 Started by ``warm_client`` (``python -m ttsprep.pipelines.warm_runner ID IDLE_S``) in a session of its
-own, it binds its abstract socket (``warm_client.socket_name``) first (a second runner for the same set-up
-exits there), then imports the CLI, the flows and what a run imports (``PRELOAD``, ~1.7 CPU-s), and starts a
+own, it binds its socket (``warm_client.socket_path``) first (a second runner for the same set-up exits
+there), then imports the CLI, the flows and what a run imports (``PRELOAD``, ~1.7 CPU-s), and starts a
 ``multiprocessing`` fork server that imports the shard stack and runs its compiled kernels once
 (``shard_pool.preload``), started again if it ends. It records itself in ``$PREFECT_HOME/ttsprep-runner-ID.json``
 (``ttsprep server status`` lists it, ``ttsprep server stop`` stops it) and logs to ``ttsprep-runner.log``
@@ -18,15 +18,18 @@ and they write to the command's output and error (``shard_pool._CommandStreams``
 A Ctrl-C reaches those workers too (``shard_pool.interrupt_workers``), as it reaches a command's own workers
 through the terminal's process group, and the fork ends as if Ctrl-C was pressed if the client goes away.
 
-The runner itself starts no thread (it forks), serves commands concurrently, and exits after ``IDLE_S``
-seconds without one, or on SIGTERM once its commands have ended. A new runner sends that SIGTERM to the
-earlier runners of its ``PREFECT_HOME`` (another environment or an edited source file made it): at most one
-stays loaded (~380 MB resident with its fork server) once running commands end.
+The runner starts no Python thread (the libraries' native pools, OpenBLAS's and jemalloc's, have fork
+handlers), serves commands concurrently, and exits after ``IDLE_S`` seconds without one, or on SIGTERM: it
+then stops listening (a new command starts another runner) and ends once its commands have. A new runner
+sends that SIGTERM to the earlier runners of its ``PREFECT_HOME`` (another environment or an edited source
+file made it) but the newest: at most ``RUNNERS_KEPT`` stay loaded (~380 MB resident each with its fork
+server) once running commands end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import importlib
 import json
@@ -44,7 +47,7 @@ import traceback
 from pathlib import Path
 
 from ttsprep.pipelines.prefect_api import prefect_home, start_ticks
-from ttsprep.pipelines.warm_client import STATE_PREFIX, read_runners, same_user, socket_name
+from ttsprep.pipelines.warm_client import STATE_PREFIX, read_runners, same_user, socket_path
 
 #: ``shard_pool.preload`` at import: what the fork server imports before forking workers.
 FORK_SERVER_PRELOAD = "ttsprep.pipelines.warm_shard_stack"
@@ -53,44 +56,82 @@ _REQUEST_LIMIT_BYTES = 1 << 22
 
 def serve(runner_id: str, idle_s: float) -> None:
     """Serve the commands sent to runner ``runner_id`` until ``idle_s`` seconds pass without one (or SIGTERM)."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        listener.bind(socket_name(runner_id))
-    except OSError:  # another runner for this set-up took the name first: commands go to it
+    path = socket_path(runner_id)
+    listener = _listen(path)
+    if listener is None:  # another runner for this set-up listens there: commands go to it
         return
-    listener.listen(64)
+    bound_inode = os.stat(path).st_ino
     _load()
     state_path = prefect_home() / f"{STATE_PREFIX}{runner_id}.json"
     earlier = read_runners()
     _record(state_path)
-    for runner in earlier:  # one runner per PREFECT_HOME: the earlier one ends once its commands have
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(runner["pid"], signal.SIGTERM)
+    _stop_all_but_the_newest(earlier, RUNNERS_KEPT - 1)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
     commands: set[int] = set()
     last_active = time.monotonic()
     try:
-        while not (stopping and not commands):
+        while True:
             commands -= _reaped(commands)
+            if stopping and listener.fileno() >= 0:  # a new command starts another runner rather than wait
+                _release(listener, path, bound_inode)
             if commands:
                 last_active = time.monotonic()
-            elif time.monotonic() - last_active > idle_s:
+            elif listener.fileno() < 0 or time.monotonic() - last_active > idle_s:
                 break
-            readable, _, _ = select.select([] if stopping else [listener], [], [], 0.25)
+            _keep_fork_server(state_path)
+            readable, _, _ = select.select([listener] if listener.fileno() >= 0 else [], [], [], 0.25)
             if readable:
                 with contextlib.suppress(OSError):  # the client left already, or no fork now: it runs in-process
                     connection, _ = listener.accept()
                     with connection:
                         if same_user(connection):
-                            _keep_fork_server(state_path)
                             commands.add(_fork_command(connection, listener))
-                last_active = time.monotonic()
+                            last_active = time.monotonic()
     finally:
-        listener.close()
+        _release(listener, path, bound_inode)
         with contextlib.suppress(OSError):
             if json.loads(state_path.read_text())["pid"] == os.getpid():
                 state_path.unlink()
+
+
+def _release(listener: socket.socket, path: str, bound_inode: int) -> None:
+    """Stop listening and remove the socket file, unless a newer runner has put its own there."""
+    listener.close()
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_ino == bound_inode:
+            os.unlink(path)
+
+
+def _listen(path: str) -> socket.socket | None:
+    """A socket listening at ``path``, replacing a stale one (its runner was killed); ``None`` when a runner
+    answers there. Under an exclusive lock (one for the folder), so two runners starting at once do not both
+    replace it."""
+    with open(Path(path).with_name("bind.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+                return None
+            except OSError:
+                pass
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(64)
+        return listener
+
+
+#: Runners kept per ``PREFECT_HOME``: a new one stops the older ones beyond this (each holds ~380 MB).
+RUNNERS_KEPT = 2
+
+
+def _stop_all_but_the_newest(runners: list[dict], kept: int) -> None:
+    """SIGTERM all of ``runners`` but the ``kept`` started last (each ends once its commands have)."""
+    for runner in sorted(runners, key=lambda state: state["start_ticks"], reverse=True)[kept:]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(runner["pid"], signal.SIGTERM)
 
 
 #: What a run imports besides the CLI: the flows and, on first use, Prefect's engines and what they import lazily
@@ -134,12 +175,13 @@ def _fork_server_pid() -> int | None:
 
 def _keep_fork_server(state_path: Path) -> None:
     """Start the fork server again if it has ended: ``multiprocessing``'s fork server exits when a request is cut
-    short (a command interrupted while it asked for a worker), or it may have been killed."""
-    before = _fork_server_pid()
+    short (a command interrupted while it asked for a worker), or it may have been killed. (A command that
+    asks it for a worker meanwhile spawns its workers: ``shard_pool._submit``.)"""
+    pid = _fork_server_pid()
+    if pid is not None and start_ticks(pid) is not None:  # None: ended (a zombie until ``ensure_running`` reaps it)
+        return
     multiprocessing.forkserver.ensure_running()
-    if _fork_server_pid() != before:
-        freeze_heap()
-        _record(state_path)
+    _record(state_path)
 
 
 def _reaped(commands: set[int]) -> set[int]:
@@ -192,6 +234,10 @@ def _run_command(connection: socket.socket) -> int:
 
     try:
         status = cli.run_parsed(cli.parse(request["argv"]))
+    except SystemExit as exit_request:  # as the interpreter maps it
+        status = exit_request.code if isinstance(exit_request.code, int) else int(exit_request.code is not None)
+        if exit_request.code is not None and not isinstance(exit_request.code, int):
+            print(exit_request.code, file=sys.stderr)
     except KeyboardInterrupt:
         traceback.print_exc()
         status = 128 + signal.SIGINT

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import write_ljspeech
+from tests.pipelines.services import holds_within
 from ttsprep.pipelines import shard_pool
 
 DOOMED_SHARD = "part-00001"
@@ -97,27 +98,44 @@ def test_an_interrupt_stops_the_call_in_flight():
         pool.close()
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def test_a_forked_worker_writes_to_the_standard_error_of_the_process_that_started_it_and_ends_with_it(
+        tmp_path: Path):
+    """Workers forked from a fork server (a warm runner's command) write where the standard error of the process
+    that started them goes, not to the fork server's (the runner's log), and end when that process ends."""
+    script = f"""
+import multiprocessing.forkserver, os
+from ttsprep.pipelines import shard_pool
+multiprocessing.forkserver.ensure_running()  # started with this process's standard error
+with open({str(tmp_path / "stderr")!r}, "wb") as redirected:
+    os.dup2(redirected.fileno(), 2)  # the command's standard error from now on
+shard_pool.start_workers_with("forkserver")
+pool = shard_pool.ShardPool(1)
+pool.run(os.write, 2, b"from the worker")
+print(pool.run(os.getpid), flush=True)
+os.kill(os.getpid(), 9)  # no clean-up: the worker is not this process's child
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    worker = int(done.stdout.split()[0])
+    assert (tmp_path / "stderr").read_text() == "from the worker"
+    assert holds_within(lambda: not Path(f"/proc/{worker}").exists(), timeout_s=30)
 
 
-def test_a_forked_worker_writes_to_the_standard_error_of_the_process_that_started_it(tmp_path: Path):
-    """Workers forked from a fork server (a warm runner's command) write where the command's standard error
-    goes, not to the fork server's (the runner's log)."""
-    multiprocessing.forkserver.ensure_running()  # started with this process's standard error
-    saved = os.dup(2)
+def test_a_pool_whose_fork_server_ended_spawns_its_workers():
+    multiprocessing.forkserver.ensure_running()
     shard_pool.start_workers_with("forkserver")
+    fork_server = multiprocessing.forkserver._forkserver
+    address = fork_server._forkserver_address
     pool = shard_pool.ShardPool(1)
     try:
-        with open(tmp_path / "stderr", "wb") as redirected:
-            os.dup2(redirected.fileno(), 2)  # the command's standard error from now on
-            pool.run(_say, "from the worker")
+        fork_server._forkserver_address = address + "-gone"  # as if it had ended: nothing listens there
+        fork_server.ensure_running = lambda: None  # as in a warm runner's command (``warm_runner._use_fork_server``)
+        assert pool.run(os.getpid) != os.getpid()
+        assert shard_pool._START_METHOD == ["spawn"]
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        fork_server._forkserver_address = address
+        del fork_server.ensure_running
         pool.close()
         shard_pool.start_workers_with("spawn")
-    assert (tmp_path / "stderr").read_text() == "from the worker\n"
 
 
 def test_the_shard_worker_imports_neither_prefect_nor_the_unused_stacks():

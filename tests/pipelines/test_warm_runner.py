@@ -15,11 +15,11 @@ import pytest
 
 from tests.helpers import write_ljspeech
 from tests.pipelines.services import holds_within, service_env
-from ttsprep.pipelines import cli, warm_client
+from ttsprep.pipelines import cli, warm_client, warm_runner
 from ttsprep.pipelines.prefect_api import alive, stop_local
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "ttsprep.pipelines.cli"]
+CLI = [str(Path(sys.executable).parent / "ttsprep")]  # the console script: the working directory is not on sys.path
 
 
 def _project(root: Path, num_clips: int) -> Path:
@@ -43,6 +43,7 @@ def _the_runner(home: Path) -> dict:
 @pytest.mark.slow
 def test_runs_go_to_one_warm_runner_with_the_same_output_status_and_signals(tmp_path: Path):
     config = _project(tmp_path, 6)
+    (tmp_path / "soundfile.py").write_text("raise ImportError('a module of the working directory was imported')\n")
     home = tmp_path / "prefect"
     env = {**service_env(home), "TTSPREP_PROGRESS": "0", "TTSPREP_SERVER": "local", "TTSPREP_SERVER_PORT": "0",
            warm_client.IDLE_VARIABLE: "120"}
@@ -80,7 +81,7 @@ def test_runs_go_to_one_warm_runner_with_the_same_output_status_and_signals(tmp_
         assert f"warm runner: pid {runner['pid']}" in status.stdout
 
         interrupted = _interrupted_run(config, tmp_path / "out5", env)
-        assert interrupted.returncode == 128 + signal.SIGINT, interrupted.stderr[-3000:]
+        assert interrupted.returncode == -signal.SIGINT, interrupted.stderr[-3000:]  # ended by it, as in-process
         assert "KeyboardInterrupt" in interrupted.stderr
         resumed = run("out5")
         assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -95,16 +96,19 @@ def test_runs_go_to_one_warm_runner_with_the_same_output_status_and_signals(tmp_
         assert _the_runner(home)["pid"] == runner["pid"]
         assert _the_runner(home)["fork_server_pid"] != runner["fork_server_pid"]
 
-        other = run("out6", TTSPREP_SOME_SETTING="1")  # another environment: another runner, which replaces it
-        assert other.returncode == 0, other.stderr[-3000:]
-        assert "started a warm runner" in other.stderr
+        for setting in ("1", "2"):  # other environments: other runners; a new one ends all but the newest earlier
+            other = run(f"out-{setting}", TTSPREP_SOME_SETTING=setting)
+            assert other.returncode == 0 and "started a warm runner" in other.stderr, other.stderr[-3000:]
         assert holds_within(lambda: not alive(runner), timeout_s=30)
-        runner = _the_runner(home)
+        runners = warm_client.read_runners(home)
+        assert len(runners) == warm_runner.RUNNERS_KEPT
 
         stop = subprocess.run([*CLI, "server", "stop"], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=120)
-        assert f"stopped the warm runner (pid {runner['pid']}" in stop.stdout
-        assert not alive(runner) and warm_client.read_runners(home) == []
+        for stopped in runners:
+            assert f"stopped the warm runner (pid {stopped['pid']}" in stop.stdout
+            assert not alive(stopped)
+        assert warm_client.read_runners(home) == []
         assert not list(home.glob(f"{warm_client.STATE_PREFIX}*.json"))  # each removed its record
     finally:
         warm_client.stop_runners(home)
@@ -179,6 +183,13 @@ def test_a_runner_serves_the_local_server_mode_unless_turned_off(monkeypatch):
     monkeypatch.setenv(warm_client.IDLE_VARIABLE, "30")
     monkeypatch.setenv("TTSPREP_SERVER", "embedded")  # its server lives as long as its command: none to keep
     assert not warm_client.enabled()
+
+
+def test_closed_standard_streams_become_dev_null_before_any_socket_takes_their_number():
+    probe = ("import os, socket; os.close(0); from ttsprep.pipelines import warm_client; "
+             "warm_client._fill_closed_standard_streams(); sock = socket.socket(); print(os.readlink('/proc/self/fd/0'))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == os.devnull, done.stderr
 
 
 def test_the_client_side_imports_no_prefect():
