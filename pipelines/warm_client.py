@@ -36,7 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ttsprep.pipelines.prefect_api import alive, prefect_home
+from ttsprep.pipelines.prefect_api import alive, prefect_home, server_mode
+from ttsprep.stages.core.errors import ConfigError
 
 IDLE_VARIABLE = "TTSPREP_RUNNER_IDLE_S"
 DEFAULT_IDLE_S = 600.0
@@ -64,8 +65,12 @@ def idle_s() -> float:
 
 
 def enabled() -> bool:
-    """A runner is used with the local Prefect server (the default), unless ``TTSPREP_RUNNER_IDLE_S`` is 0."""
-    return idle_s() > 0 and os.environ.get("TTSPREP_SERVER", "local").strip().lower() in ("", "local")
+    """A runner is used with the local Prefect server (the default), unless ``TTSPREP_RUNNER_IDLE_S`` is 0. (An
+    invalid ``TTSPREP_SERVER``: no runner; the command in this process reports it.)"""
+    try:
+        return idle_s() > 0 and server_mode() == "local"
+    except ConfigError:
+        return False
 
 
 def runner_key() -> str:
@@ -77,8 +82,8 @@ def runner_key() -> str:
             digest.update(f"{entry}\0{_mtime_ns(Path(entry))}\0".encode())
     for folder in _SOURCE_FOLDERS:
         for path in sorted((_ROOT / folder).rglob("*.py")):
-            stat = path.stat()
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+            status = path.stat()
+            digest.update(f"{path}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
     umask = os.umask(0o22)
     os.umask(umask)
     limits = [resource.getrlimit(getattr(resource, name)) for name in dir(resource) if name.startswith("RLIMIT_")]

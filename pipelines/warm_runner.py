@@ -48,10 +48,13 @@ from pathlib import Path
 
 from ttsprep.pipelines.prefect_api import prefect_home, start_ticks
 from ttsprep.pipelines.warm_client import STATE_PREFIX, read_runners, same_user, socket_path
+from ttsprep.stages.core.atomic import write_json
 
 #: ``shard_pool.preload`` at import: what the fork server imports before forking workers.
 FORK_SERVER_PRELOAD = "ttsprep.pipelines.warm_shard_stack"
 _REQUEST_LIMIT_BYTES = 1 << 22
+#: This runner's start (its record is written again when its fork server is started again).
+_STARTED = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def serve(runner_id: str, idle_s: float) -> None:
@@ -161,12 +164,10 @@ def freeze_heap() -> None:
 def _record(state_path: Path) -> None:
     fork_server = _fork_server_pid()
     state = {"pid": os.getpid(), "start_ticks": start_ticks(os.getpid()), "fork_server_pid": fork_server,
-             "cwd": os.getcwd(), "python": sys.executable, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = state_path.with_name(f".{state_path.name}.{os.getpid()}")
-    temporary.write_text(json.dumps(state, indent=1), encoding="utf-8")
-    os.replace(temporary, state_path)
-    print(f"{state['started']} runner {os.getpid()} ready (fork server {fork_server})", flush=True)
+             "cwd": os.getcwd(), "python": sys.executable, "started": _STARTED}
+    write_json(state_path, state)
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} runner {os.getpid()} ready (fork server {fork_server})",
+          flush=True)
 
 
 def _fork_server_pid() -> int | None:
