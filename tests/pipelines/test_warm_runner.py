@@ -88,6 +88,8 @@ def test_runs_go_to_one_warm_runner_with_the_same_output_status_and_signals(tmp_
         assert _shards(tmp_path / "out5").keys() == reference.keys()
         assert alive(runner)  # an interrupted command ends its fork only
 
+        assert _the_runner(home)["pid"] == runner["pid"]
+        runner = _the_runner(home)  # its fork server may be a new one: the interrupt may have ended the first
         os.kill(runner["fork_server_pid"], signal.SIGKILL)
         after_a_killed_fork_server = run("out7")  # the runner starts another
         assert after_a_killed_fork_server.returncode == 0, after_a_killed_fork_server.stderr[-3000:]
